@@ -1,0 +1,6 @@
+"""PLACEHOLDER until the licensing context lands."""
+from eventsourcing.domain import Aggregate
+
+
+class Subscription(Aggregate):
+    pass

@@ -1,0 +1,1 @@
+"""Shuyun's application layer: services, access control, adapters and entry points."""

@@ -1,0 +1,1 @@
+"""Use cases per bounded context: load -> command -> save, one rhythm everywhere."""

@@ -16,6 +16,8 @@ from domain.errors import PermissionDenied
 
 
 class Role(Enum):
+    """Roles of the measures' parties; ``applicant`` is a signed-in person who belongs to no unit yet."""
+
     PROVIDER_STAFF = "provider_staff"
     PRODUCT_MANAGER = "product_manager"
     COMPLIANCE_REVIEWER = "compliance_reviewer"
@@ -23,6 +25,7 @@ class Role(Enum):
     SUPERVISOR = "supervisor"
     UNIT_ADMIN = "unit_admin"
     UNIT_ANALYST = "unit_analyst"
+    APPLICANT = "applicant"
     SYSTEM = "system"
 
     @property

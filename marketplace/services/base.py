@@ -13,7 +13,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
-from domain.errors import ConcurrencyConflict, NotFound
+from domain.errors import AlreadyExists, ConcurrencyConflict, NotFound
 from marketplace.store import MarketplaceApplication
 
 A = TypeVar("A", bound=Aggregate)
@@ -40,7 +40,7 @@ class Service:
         except ValueError:
             raise NotFound(f"{cls.__name__} id {aggregate_id!r} is not a valid id") from None
         try:
-            aggregate = self.app.repository.get(key)
+            aggregate: Aggregate = self.app.repository.get(key)
         except AggregateNotFoundError:
             raise NotFound(f"no {cls.__name__} with id {key}", id=key) from None
         if not isinstance(aggregate, cls):
@@ -70,6 +70,18 @@ class Service:
             f"gave up after {MAX_ATTEMPTS} attempts: others keep changing the same records",
             ids=",".join(str(a.id) for a in aggregates),
         )
+
+    def create(self, aggregate: A, already_exists: str) -> A:
+        """Save a new aggregate; its deterministic id makes a duplicate fail at the store.
+
+        Letting the store's uniqueness decide (rather than reading first) keeps creation
+        to one round trip and is race-free when two requests register the same key.
+        """
+        try:
+            self.app.save(aggregate)
+        except IntegrityError:
+            raise AlreadyExists(already_exists, id=aggregate.id) from None
+        return aggregate
 
     def save(self, aggregates: Sequence[Aggregate]) -> int:
         recordings = self.app.save(*aggregates)

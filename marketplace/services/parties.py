@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from domain.errors import AlreadyExists, parse_enum
+from domain.errors import parse_enum
 from domain.identity import Actor, Role
 from domain.licensing import Subscription
-from domain.parties import ApplicationUnit, StaffMember, UnitKind, validate_credit_code
+from domain.parties import ApplicationUnit, StaffMember, UnitKind
 from marketplace import access
 from marketplace.services.base import Service
 
@@ -20,15 +20,11 @@ class PartiesService(Service):
         """A unit admin registers their organisation; they become its first admin."""
         access.require(actor, "unit.register")
         kind = parse_enum("kind", UnitKind, kind)
-        unit_id = ApplicationUnit.create_id(validate_credit_code(credit_code))
-        if self.exists(unit_id):
-            raise AlreadyExists(f"a unit with credit code {credit_code} is already registered", unit=unit_id)
         unit = ApplicationUnit.register(
             name=name, credit_code=credit_code, kind=kind, contact_email=contact_email,
             admin_user_id=actor.user_id, by=actor,
         )
-        self.run(lambda: [unit])
-        return unit.id
+        return self.create(unit, f"a unit with credit code {unit.credit_code} is already registered").id
 
     def qualify_unit(self, actor: Actor, unit_id: UUID, *, approved: bool, reason: str) -> int:
         access.require(actor, "unit.qualify")
@@ -106,14 +102,10 @@ class PartiesService(Service):
     # -- operator staff ------------------------------------------------------------
     def enrol_staff(self, actor: Actor, *, user_id: str, name: str, roles: list[Role | str]) -> UUID:
         access.require(actor, "staff.enrol")
-        staff_id = StaffMember.create_id(user_id)
-        if self.exists(staff_id):
-            raise AlreadyExists(f"staff member {user_id} is already enrolled", user=user_id)
         member = StaffMember.enrol(user_id=user_id, name=name, by=actor)
         for role in roles:
             member.grant(role=parse_enum("role", Role, role), by=actor)
-        self.run(lambda: [member])
-        return member.id
+        return self.create(member, f"staff member {member.user_id} is already enrolled").id
 
     def grant_role(self, actor: Actor, *, user_id: str, role: Role | str) -> int:
         access.require(actor, "staff.grant")

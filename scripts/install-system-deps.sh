@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# System packages the test suite needs: PostgreSQL 15 server binaries (a throwaway
+# cluster per test session) and Debian's Chromium (browser tests). Installs only what is
+# missing, and only as root on a Debian-like machine; otherwise says what to install.
+set -euo pipefail
+need=()
+[ -x /usr/lib/postgresql/15/bin/pg_ctl ] || need+=(postgresql-15)
+command -v unshare >/dev/null || need+=(util-linux)
+if [ "${SHUYUN_BROWSER_TESTS:-1}" = "1" ]; then
+  [ -x /usr/bin/chromium ] || need+=(chromium)
+fi
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != "0" ] || ! command -v apt-get >/dev/null; then
+  echo "missing system packages: ${need[*]} (install them with your package manager, e.g. apt-get install ${need[*]})" >&2
+  exit 1
+fi
+echo "installing system packages: ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

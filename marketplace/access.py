@@ -16,7 +16,7 @@ R = Role
 #: permission -> roles that hold it. Anything absent is denied.
 PERMISSIONS: dict[str, frozenset[Role]] = {
     # parties
-    "unit.register": frozenset({R.UNIT_ADMIN}),
+    "unit.register": frozenset({R.APPLICANT, R.UNIT_ADMIN}),
     "unit.qualify": frozenset({R.OPERATOR_ADMIN, R.COMPLIANCE_REVIEWER}),
     "unit.manage_members": frozenset({R.UNIT_ADMIN}),
     "unit.suspend": frozenset({R.OPERATOR_ADMIN}),
@@ -35,6 +35,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "product.list": frozenset({R.PRODUCT_MANAGER, R.OPERATOR_ADMIN}),
     "product.price": frozenset({R.PRODUCT_MANAGER, R.OPERATOR_ADMIN}),
     "product.set_cap": frozenset({R.OPERATOR_ADMIN}),
+    "product.showcase": frozenset({R.PRODUCT_MANAGER, R.OPERATOR_ADMIN}),
     "expert.opine": frozenset({R.SUPERVISOR, R.COMPLIANCE_REVIEWER}),
     # demand
     "demand.file": frozenset({R.UNIT_ADMIN, R.UNIT_ANALYST}),
@@ -42,19 +43,28 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "demand.decide": frozenset({R.COMPLIANCE_REVIEWER, R.OPERATOR_ADMIN}),
     "demand.post": frozenset({R.UNIT_ADMIN, R.UNIT_ANALYST}),
     "demand.respond": frozenset({R.PRODUCT_MANAGER, R.OPERATOR_ADMIN}),
+    "demand.close_post": frozenset({R.UNIT_ADMIN, R.UNIT_ANALYST, R.PRODUCT_MANAGER, R.OPERATOR_ADMIN}),
     # licensing
     "subscription.create": frozenset({R.OPERATOR_ADMIN, R.PRODUCT_MANAGER}),
     "subscription.sign_unit": frozenset({R.UNIT_ADMIN}),
     "subscription.sign_operator": frozenset({R.OPERATOR_ADMIN}),
     "subscription.suspend": frozenset({R.OPERATOR_ADMIN}),
     "subscription.expire": frozenset({R.OPERATOR_ADMIN}),
+    "subscription.terminate": frozenset({R.OPERATOR_ADMIN}),
+    "subscription.entitle": frozenset({R.OPERATOR_ADMIN}),
     # usage: analysts and admins of the unit use data; the system meters workspaces
     "usage.use": frozenset({R.UNIT_ADMIN, R.UNIT_ANALYST}),
+    # API clients (OAuth 2): a unit's admins manage them; the operator revokes on misuse (art. 34)
+    "client.issue": frozenset({R.UNIT_ADMIN}),
+    "client.revoke": frozenset({R.UNIT_ADMIN, R.OPERATOR_ADMIN}),
+    "usage.view": frozenset({R.UNIT_ADMIN, R.UNIT_ANALYST, R.OPERATOR_ADMIN, R.PRODUCT_MANAGER, R.SUPERVISOR}),
     # feedback and quality
     "feedback.give": frozenset({R.UNIT_ADMIN, R.UNIT_ANALYST}),
+    "feedback.respond": frozenset({R.PRODUCT_MANAGER, R.COMPLIANCE_REVIEWER, R.OPERATOR_ADMIN}),
     "quality.report": frozenset({R.UNIT_ADMIN, R.UNIT_ANALYST, R.PRODUCT_MANAGER, R.COMPLIANCE_REVIEWER}),
     "quality.verify": frozenset({R.PRODUCT_MANAGER, R.COMPLIANCE_REVIEWER}),
     "quality.rectify": frozenset({R.PROVIDER_STAFF}),
+    "quality.extend": frozenset({R.PRODUCT_MANAGER, R.COMPLIANCE_REVIEWER, R.OPERATOR_ADMIN}),
     # incentives
     "incentives.publish": frozenset({R.OPERATOR_ADMIN}),
 }

@@ -6,7 +6,16 @@ from dataclasses import dataclass
 
 from marketplace.config import Config
 from marketplace.services.base import Clock, utc_now
+from marketplace.services.catalog import CatalogService
+from marketplace.services.credentials import CredentialsService
+from marketplace.services.demand import DemandService
+from marketplace.services.feedback import FeedbackService
+from marketplace.services.incentives import IncentivesService
+from marketplace.services.licensing import LicensingService
 from marketplace.services.parties import PartiesService
+from marketplace.services.products import ProductsService
+from marketplace.services.quality import QualityService
+from marketplace.services.usage import UsageService
 from marketplace.store import MarketplaceApplication, open_store
 
 
@@ -17,6 +26,15 @@ class Marketplace:
     config: Config
     app: MarketplaceApplication
     parties: PartiesService
+    catalog: CatalogService
+    products: ProductsService
+    demand: DemandService
+    licensing: LicensingService
+    usage: UsageService
+    credentials: CredentialsService
+    feedback: FeedbackService
+    quality: QualityService
+    incentives: IncentivesService
 
     def close(self) -> None:
         self.app.close()
@@ -29,4 +47,13 @@ def build(config: Config | None = None, *, clock: Clock = utc_now) -> Marketplac
         config=config,
         app=app,
         parties=PartiesService(app, clock),
+        catalog=CatalogService(app, clock),
+        products=ProductsService(app, clock),
+        demand=DemandService(app, clock),
+        licensing=LicensingService(app, clock),
+        usage=UsageService(app, clock),
+        credentials=CredentialsService(app, clock),
+        feedback=FeedbackService(app, clock),
+        quality=QualityService(app, clock),
+        incentives=IncentivesService(app, clock),
     )

@@ -26,6 +26,9 @@ REGISTRY: dict[str, str] = {
     "command_path": "benchmarks.command_path",
     "projections_rebuild": "benchmarks.projections_rebuild",
     "sandbox_groupby": "benchmarks.sandbox_groupby",
+    "api_metering": "benchmarks.api_metering",
+    "sdk_arrow": "benchmarks.sdk_arrow",
+    "storefront_render": "benchmarks.storefront_render",
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -79,6 +80,62 @@ def _cmd_staff_bootstrap(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_trace_leak(args: argparse.Namespace) -> int:
+    """Art. 23, 34: name the subscription a leaked result came from, from its watermark."""
+    from marketplace.bootstrap import build
+    from marketplace.keys import sandbox_secret
+    from marketplace.sandbox import read_leak, trace
+
+    config = Config.from_env()
+    mp = build(config)
+    try:
+        notices = mp.app.recorder.select_notifications(
+            None, 10_000_000, topics=["domain.licensing:Subscription.Created"])
+        candidates = sorted({str(n.originator_id) for n in notices})
+    finally:
+        mp.close()
+    if not candidates:
+        print("error: the store holds no subscriptions to trace against", file=sys.stderr)
+        return 2
+    try:
+        frame = read_leak(args.file)
+    except (OSError, ValueError) as error:
+        print(f"error: cannot read {args.file}: {error}", file=sys.stderr)
+        return 2
+    found = trace(frame, candidates, sandbox_secret(config.data_dir))
+    report = {
+        "subscription_id": found.subscription_id,
+        "best_candidate": found.best_candidate,
+        "confidence": found.confidence,
+        "p_value": found.p_value,
+        "matching_marks": found.matches,
+        "marks_read": found.observations,
+        "candidates": len(candidates),
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+    elif found.subscription_id:
+        print(f"leaked by subscription {found.subscription_id} "
+              f"({found.matches}/{found.observations} marks match, p = {found.p_value:.2e})")
+    else:
+        print(f"no subscription can be named with confidence ({found.observations} marks read; "
+              f"best candidate {found.best_candidate}, p = {found.p_value:.2e})")
+    return 0 if found.subscription_id else 1
+
+
+def _cmd_projections(args: argparse.Namespace) -> int:
+    from projections.cli import main as projections_main
+
+    rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
+    return projections_main(rest, Config.from_env())
+
+
+def _cmd_workspace_launch(args: argparse.Namespace) -> int:
+    from marketplace.workspace import run_launch
+
+    return run_launch(Config.from_env(), unit=args.unit, member=args.member, api_url=args.api_url, port=args.port)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="shuyun", description="Shuyun (数运) public-data operation marketplace")
     sub = p.add_subparsers(dest="command", required=True)
@@ -108,10 +165,33 @@ def parser() -> argparse.ArgumentParser:
     boot.add_argument("--user", required=True)
     boot.add_argument("--name", required=True)
     boot.set_defaults(handler=_cmd_staff_bootstrap)
+
+    leak = sub.add_parser("trace-leak", help="name the subscription a leaked result file came from")
+    leak.add_argument("file", help="a leaked result: CSV, Parquet, JSON, NDJSON or Arrow")
+    leak.add_argument("--json", action="store_true")
+    leak.set_defaults(handler=_cmd_trace_leak)
+
+    projections = sub.add_parser(
+        "projections", help="read models: run | rebuild [NAME] | status | wait ID | asof ...", add_help=False)
+    projections.add_argument("rest", nargs=argparse.REMAINDER)
+    projections.set_defaults(handler=_cmd_projections)
+
+    workspace = sub.add_parser("workspace", help="analyst workspaces (JupyterLab)")
+    launch = workspace.add_subparsers(dest="workspace_command", required=True).add_parser(
+        "launch", help="create a unit member's workspace with API credentials and start JupyterLab")
+    launch.add_argument("--unit", required=True, help="unit id or unified social credit code")
+    launch.add_argument("--member", help="user id of the member (default: the unit's first analyst)")
+    launch.add_argument("--api-url", default=os.environ.get("SHUYUN_API_URL", "http://127.0.0.1:8000"))
+    launch.add_argument("--port", type=int, help="JupyterLab port on 127.0.0.1 (default: a free one)")
+    launch.set_defaults(handler=_cmd_workspace_launch)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["projections"]:
+        # The read-model CLI has its own parser (and --help); hand it everything after the word.
+        argv = ["projections", "--", *argv[1:]]
     args = parser().parse_args(argv)
     handler: Handler = args.handler
     try:

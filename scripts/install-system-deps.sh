@@ -9,6 +9,10 @@ command -v unshare >/dev/null || need+=(util-linux)
 if [ "${SHUYUN_BROWSER_TESTS:-1}" = "1" ]; then
   [ -x /usr/bin/chromium ] || need+=(chromium)
 fi
+# The browser tests' OpenID provider (npm oidc-provider, pinned by tests/e2e/oidc/package-lock.json).
+if [ "${SHUYUN_BROWSER_TESTS:-1}" = "1" ] && command -v npm >/dev/null && [ ! -d "$(dirname "$0")/../tests/e2e/oidc/node_modules/oidc-provider" ]; then
+  (cd "$(dirname "$0")/../tests/e2e/oidc" && npm ci --no-audit --no-fund --silent)
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != "0" ] || ! command -v apt-get >/dev/null; then
   echo "missing system packages: ${need[*]} (install them with your package manager, e.g. apt-get install ${need[*]})" >&2

@@ -1,0 +1,1 @@
+"""The Streamlit storefront, portals and consoles (entry point: ``Home.py``)."""

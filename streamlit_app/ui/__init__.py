@@ -1,0 +1,1 @@
+"""Shared plumbing of the Streamlit pages: resources, sign-in, read side, command helper."""

@@ -86,6 +86,11 @@ class UsageKind(Enum):
     WORKSPACE_SESSION = "workspace_session"
     FILE_DOWNLOAD = "file_download"
 
+    @property
+    def is_call(self) -> bool:
+        """Queries and downloads are calls against the quota; a workspace session is time, recorded only."""
+        return self is not UsageKind.WORKSPACE_SESSION
+
 
 class Remaining(NamedTuple):
     """What is left of a period's entitlements and when it resets."""
@@ -259,7 +264,7 @@ class UsageLedger(Aggregate):
                 fields=",".join(outside),
             )
         ent = self.entitlements
-        if self.queries_used + 1 > ent.queries_per_period:
+        if kind.is_call and self.queries_used + 1 > ent.queries_per_period:
             raise QuotaExceeded(
                 "queries", self.queries_used, ent.queries_per_period, self.reset_on, self.subscription_id
             )
@@ -302,7 +307,8 @@ class UsageLedger(Aggregate):
         by: Actor,
     ) -> None:
         self.uses[use_id] = kind.value
-        self.queries_used += 1
+        if kind.is_call:
+            self.queries_used += 1
         self.rows_used += rows_out
         self.budget_used = add_budget(self.budget_used, budget_spent)
 

@@ -82,7 +82,9 @@ class ProductDef:
     showcase: tuple[str, str, str] | None = None
 
 
-def _plan(plan_id: str, name: str, unit: str, tiers: list[tuple[int | None, str]], stage: str = "trial") -> dict[str, Any]:
+def _plan(
+    plan_id: str, name: str, unit: str, tiers: list[tuple[int | None, str]], stage: str = "trial"
+) -> dict[str, Any]:
     return {
         "plan_id": plan_id, "name": name, "billing_unit": unit,
         "tiers": [{"up_to": up_to, "unit_price": price} for up_to, price in tiers],
@@ -245,6 +247,7 @@ class _Seeder:
         self.products: dict[str, UUID] = {}
         self.listed: list[UUID] = []
         self.units: list[tuple[UUID, Actor, Actor]] = []
+        self.unit_slugs: dict[UUID, str] = {}
         self.subscriptions: list[tuple[UUID, UUID, Actor, UUID]] = []  # (sub, unit, analyst, product)
 
     def count(self, what: str, n: int = 1) -> None:
@@ -266,7 +269,7 @@ class _Seeder:
         self.summary.personas = {u: r.value for u, (r, _) in STAFF.items()}
         for key, (_, clerk) in list(self.providers.items())[:3]:
             self.summary.personas[clerk.user_id] = f"provider_staff of {PROVIDERS[key].name_zh}"
-        for unit_id, admin, analyst in self.units[:3]:
+        for _unit_id, admin, analyst in self.units[:3]:
             self.summary.personas[admin.user_id] = "unit_admin"
             self.summary.personas[analyst.user_id] = "unit_analyst"
         return self.summary
@@ -317,7 +320,7 @@ class _Seeder:
     def build_products(self) -> None:
         managers = [self.staff["pm.li"], self.staff["pm.chen"]]
         reviewers = [self.staff["reviewer.wang"], self.staff["reviewer.liu"]]
-        product_dir = self.mp.config.product_dir / "products"
+        product_dir = self.mp.config.product_dir  # where the API reads <content_hash>.parquet
         for i, spec in enumerate(PRODUCTS):
             pm, reviewer = managers[i % 2], reviewers[i % 2]
             sources = {key: pl.scan_parquet(self.resource_files[key]) for key in spec.sources}
@@ -381,6 +384,7 @@ class _Seeder:
                 Actor(admin_user, Role.APPLICANT), name=name, credit_code=credit_code(i), kind=kind,
                 contact_email=f"data{i}@unit{i}.example.cn")
             admin = Actor(admin_user, Role.UNIT_ADMIN, unit_id=unit_id)
+            self.unit_slugs[unit_id] = slug
             self.mp.parties.add_member(admin, unit_id, user_id=analyst_user, role="unit_analyst")
             self.count("units")
             if i in (18, 19):
@@ -388,7 +392,8 @@ class _Seeder:
             approved = i != 17
             self.mp.parties.qualify_unit(
                 self.staff["reviewer.wang"], unit_id, approved=approved,
-                reason="营业执照、数据安全能力材料齐全" if approved else "缺少数据安全管理制度 (no data security policy)")
+                reason="营业执照、数据安全能力材料齐全" if approved
+                else "缺少数据安全管理制度 (no data security policy)")
             if approved:
                 self.units.append((unit_id, admin, Actor(analyst_user, Role.UNIT_ANALYST, unit_id=unit_id)))
 
@@ -401,6 +406,8 @@ class _Seeder:
         for i, (unit_id, admin, analyst) in enumerate(self.units):
             status = statuses[i % len(statuses)]
             product_id = self.listed[i % len(self.listed)]
+            if self.unit_slugs[unit_id] == "health":  # the public-health school studies clinic visits under DP
+                product_id = self.products[next(p.name for p in PRODUCTS if "差分隐私" in p.name)]
             product = self.mp.products.get(DataProduct, product_id)
             today = business_date(self.clock())
             days = 60 if i == 4 else 330
@@ -424,7 +431,8 @@ class _Seeder:
                 continue
             risk = "high" if product.grade.value in ("general_3", "general_4") else "low"
             self.mp.demand.assess_risk(reviewer, app_id, level=risk,
-                                       notes="聚合输出，最小分组与隐私预算可控" if risk == "low" else "敏感数据，需专家论证")
+                                       notes="聚合输出，最小分组与隐私预算可控" if risk == "low"
+                                       else "敏感数据，需专家论证")
             if status == "under_review":
                 continue
             if risk == "high":
@@ -434,7 +442,8 @@ class _Seeder:
             approved = status == "approved"
             self.mp.demand.decide_application(
                 decider, app_id, approved=approved,
-                reason="用途明确、安全措施充分" if approved else "应用场景与申请范围不匹配 (scope exceeds the scenario)")
+                reason="用途明确、安全措施充分" if approved
+                else "应用场景与申请范围不匹配 (scope exceeds the scenario)")
             if not approved:
                 continue
             plan_id = "per_call"
@@ -488,8 +497,9 @@ class _Seeder:
 
     def supervise(self) -> None:
         """Art. 34: a unit suspected of reselling results is suspended with its subscriptions."""
-        sub_id, unit_id, _, _ = self.subscriptions[-1]
-        self.mp.parties.suspend_unit(self.admin, unit_id, reason="疑似向第三方转售分析结果，暂停核查 (suspected resale)")
+        _, unit_id, _, _ = self.subscriptions[-1]
+        self.mp.parties.suspend_unit(
+            self.admin, unit_id, reason="疑似向第三方转售分析结果，暂停核查 (suspected resale)")
         self.count("units suspended")
         self.subscriptions = [s for s in self.subscriptions if s[1] != unit_id]
         terminated = self.subscriptions.pop(3)
@@ -537,7 +547,8 @@ class _Seeder:
 
     def demand_board(self) -> None:
         posts = [
-            ("停车泊位实时占用", "希望获取各区公共停车场实时泊位占用情况，用于导航与停车诱导。", "各停车场泊位数、占用数、时间"),
+            ("停车泊位实时占用", "希望获取各区公共停车场实时泊位占用情况，用于导航与停车诱导。",
+             "各停车场泊位数、占用数、时间"),
             ("供热管网温度监测", "冬季供热质量评估需要换热站供回水温度。", "换热站、供水温度、回水温度、时间"),
             ("小微企业用电与经营景气", "以用电量衡量小微企业经营景气度，支持普惠金融。", "企业规模、行业、月度用电"),
         ]
@@ -546,7 +557,7 @@ class _Seeder:
             post_id = self.mp.demand.post_demand(admin, unit_id=unit_id, title=title, description=description,
                                                  data_wanted=wanted, purpose_class="industry")
             self.count("demand board posts")
-            for other_id, other_admin, _ in self.units[3 + i: 5 + i]:
+            for _other_id, other_admin, _ in self.units[3 + i: 5 + i]:
                 self.mp.demand.second_post(other_admin, post_id)
             if i == 2:
                 self.mp.demand.respond_to_post(self.staff["pm.chen"], post_id,
@@ -557,7 +568,7 @@ class _Seeder:
         """Art. 25: quarterly contribution evaluations per provider (the scoring itself is a projection)."""
         quarter = (business_date(self.clock()).month - 1) // 3
         period = f"{business_date(self.clock()).year}-Q{max(1, quarter)}"
-        for key, (pid, _) in self.providers.items():
+        for pid, _ in self.providers.values():
             quality = 60 + self.rng.randint(0, 40)
             application = 40 + self.rng.randint(0, 60)
             value = 30 + self.rng.randint(0, 70)
@@ -569,4 +580,4 @@ class _Seeder:
             self.count("contribution evaluations")
 
 
-__all__ = ["DemoSummary", "seed_demo", "Decimal"]
+__all__ = ["Decimal", "DemoSummary", "seed_demo"]

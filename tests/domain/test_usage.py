@@ -247,11 +247,11 @@ def test_art23_ledger_follows_changed_entitlements() -> None:
         book.adopt_entitlements(entitlements=Entitlements(5, 100, 1.0), by=SYSTEM)
 
 
-def test_usage_kinds_are_all_metered() -> None:
+def test_usage_kinds_are_all_metered_and_only_calls_count_as_queries() -> None:
     book = ledger(Entitlements(10, 100, 1.0))
     for i, kind in enumerate(UsageKind):
         use(book, f"u{i}", kind=kind, rows_out=0, budget_spent=0)
-    assert book.queries_used == len(UsageKind)
+    assert book.queries_used == len([k for k in UsageKind if k.is_call]) == len(UsageKind) - 1
     assert sorted(book.uses.values()) == sorted(k.value for k in UsageKind)
 
 
@@ -312,3 +312,14 @@ class UsageLedgerMachine(RuleBasedStateMachine):
 
 
 TestUsageLedgerMachine = UsageLedgerMachine.TestCase
+
+
+def test_art26_workspace_time_is_recorded_but_is_not_a_query_against_the_quota() -> None:
+    book = ledger()
+    for i in range(3):
+        use(book, f"q{i}", rows_out=1, budget_spent=0)
+    assert use(book, "ws1", kind="workspace_session", fields=(), rows_out=0, budget_spent=0)
+    assert book.queries_used == 3
+    assert book.uses["ws1"] == "workspace_session"
+    with pytest.raises(QuotaExceeded):
+        use(book, "q3", rows_out=1, budget_spent=0)

@@ -40,7 +40,8 @@ def components(config: Config) -> list[Component]:
                    "--host", "127.0.0.1", "--port", api_port), f"http://127.0.0.1:{api_port}/docs"),
         Component("storefront", "streamlit_app.Home",
                   (sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app" / "Home.py"),
-                   "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", ui_port,
+                   "--server.headless", "true", "--server.fileWatcherType", "none",
+                   "--server.address", "127.0.0.1", "--server.port", ui_port,
                    "--browser.gatherUsageStats", "false"), f"http://127.0.0.1:{ui_port}"),
     ]
     return [c for c in candidates if importlib.util.find_spec(c.module) is not None]

@@ -100,7 +100,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
     env.pop("SHUYUN_DATABASE_URL", None)
     app = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app" / "Home.py"),
-         "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(ui_port),
+         "--server.headless", "true", "--server.fileWatcherType", "none",
+         "--server.address", "127.0.0.1", "--server.port", str(ui_port),
          "--browser.gatherUsageStats", "false"],
         cwd=base, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -221,9 +222,19 @@ def test_art21_to_art23_browser_flow_with_openid_connect(stack: dict[str, object
         shot(page, "07-credentials-issued")
         # -- sign out
         page.get_by_role("button", name="Sign out").click()
-        page.wait_for_timeout(1500)
-        page.goto(f"{ui}/?page=Storefront")
-        expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=30_000)
+        # Sign-out clears Streamlit's session cookie and visits the provider's end-session
+        # endpoint; once it has, a fresh visit must show the signed-out storefront.
+        signed_out = False
+        for _ in range(10):
+            page.wait_for_timeout(1500)
+            page.goto(f"{ui}/?page=Storefront")
+            try:
+                expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=6_000)
+            except AssertionError:
+                continue
+            signed_out = True
+            break
+        assert signed_out, "still signed in 45 s after signing out"
         browser.close()
 
     mp = build(config)

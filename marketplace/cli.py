@@ -181,7 +181,8 @@ def parser() -> argparse.ArgumentParser:
         "launch", help="create a unit member's workspace with API credentials and start JupyterLab")
     launch.add_argument("--unit", required=True, help="unit id or unified social credit code")
     launch.add_argument("--member", help="user id of the member (default: the unit's first analyst)")
-    launch.add_argument("--api-url", default=os.environ.get("SHUYUN_API_URL", "http://127.0.0.1:8000"))
+    launch.add_argument("--api-url", default=os.environ.get(
+        "SHUYUN_API_URL", f"http://127.0.0.1:{os.environ.get('SHUYUN_API_PORT', '8700')}"))
     launch.add_argument("--port", type=int, help="JupyterLab port on 127.0.0.1 (default: a free one)")
     launch.set_defaults(handler=_cmd_workspace_launch)
     return p

@@ -15,7 +15,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import httpx
-from conftest import World, tenant
+from tests.api.conftest import World, tenant
 from joserfc import jwt
 from joserfc.jwk import ECKey
 

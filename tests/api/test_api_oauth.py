@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from uuid import UUID, uuid4
 
-from conftest import World, tenant
+from tests.api.conftest import World, tenant
 from joserfc import jwt
 from joserfc.jwk import KeySet
 

@@ -8,7 +8,7 @@ from uuid import UUID
 
 import httpx
 import pyarrow as pa
-from conftest import World, data_product, water_frame
+from tests.api.conftest import World, data_product, water_frame
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -1,0 +1,362 @@
+"""What a read model is: tables, a pure ``event -> row operations`` mapping, and the event it reads.
+
+A projection never touches a database. It declares its tables (portable column types,
+rendered to SQLite or PostgreSQL DDL by ``projections.db``) and maps each recorded event
+to row operations *as data* (``Insert``, ``Upsert``, ``Update``, ``Delete``,
+``Increment``). The runner executes those operations together with the projection's
+tracking position in one transaction, which is what makes a read model exactly-once:
+the mapping has no side effects to repeat, so a batch either lands whole with its
+position or not at all.
+
+Events are handed over as ``Recorded``: the notification's position and topic are there
+at once, and the payload is decoded only when a projection reads it (most projections
+skip most topics, and decoding dominates the cost of a rebuild).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from functools import lru_cache
+from json.scanner import make_scanner
+from typing import Any, ClassVar, NamedTuple, cast
+from uuid import UUID
+
+_IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class ProjectionError(Exception):
+    """A projection is misdeclared or failed while mapping or writing a batch."""
+
+
+# -- tables ----------------------------------------------------------------------------
+
+
+class ColumnType(Enum):
+    """Portable column types; ``projections.db`` renders them per dialect."""
+
+    TEXT = "text"
+    INT = "int"
+    FLOAT = "float"
+    BOOL = "bool"
+    #: ISO 8601 text on SQLite, ``timestamptz`` on PostgreSQL; a UTC ``Datetime`` in frames.
+    TIMESTAMP = "timestamp"
+
+
+TEXT = ColumnType.TEXT
+INT = ColumnType.INT
+FLOAT = ColumnType.FLOAT
+BOOL = ColumnType.BOOL
+TIMESTAMP = ColumnType.TIMESTAMP
+
+
+@dataclass(frozen=True)
+class Table:
+    """A read-model table: ordered columns, a primary key and secondary indexes.
+
+    Declared as data rather than DDL text so the same declaration renders to SQLite
+    and PostgreSQL and gives Polars frames the same dtypes on both.
+    """
+
+    name: str
+    columns: Mapping[str, ColumnType]
+    key: tuple[str, ...]
+    indexes: tuple[tuple[str, ...], ...] = ()
+    column_names: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "columns", dict(self.columns))
+        object.__setattr__(self, "key", tuple(self.key))
+        object.__setattr__(self, "indexes", tuple(tuple(i) for i in self.indexes))
+        object.__setattr__(self, "column_names", tuple(self.columns))
+        if not _IDENTIFIER.match(self.name):
+            raise ProjectionError(f"table name {self.name!r} must be lower-case letters, digits and _")
+        for column, kind in self.columns.items():
+            if not _IDENTIFIER.match(column):
+                raise ProjectionError(f"column {self.name}.{column} must be lower-case letters, digits and _")
+            if not isinstance(kind, ColumnType):
+                raise ProjectionError(f"column {self.name}.{column} has type {kind!r}, not a ColumnType")
+        if not self.key:
+            raise ProjectionError(f"table {self.name} needs a primary key")
+        for column in (*self.key, *(c for index in self.indexes for c in index)):
+            if column not in self.columns:
+                raise ProjectionError(f"table {self.name} has no column {column!r} for its key or index")
+
+
+# -- row operations (data, executed by the runner) ------------------------------------
+
+
+class Insert(NamedTuple):
+    """Append a new row: every column, in the table's declared order."""
+
+    table: str
+    row: tuple[Any, ...]
+
+
+class Upsert(NamedTuple):
+    """Insert the row or, when its key exists, overwrite the given columns."""
+
+    table: str
+    row: Mapping[str, Any]
+
+
+class Update(NamedTuple):
+    """Set columns of the row with this key, if there is one."""
+
+    table: str
+    key: Mapping[str, Any]
+    values: Mapping[str, Any]
+
+
+class Delete(NamedTuple):
+    table: str
+    key: Mapping[str, Any]
+
+
+class Increment(NamedTuple):
+    """Add to numeric columns of the row with this key, creating it (from zero) if absent."""
+
+    table: str
+    key: Mapping[str, Any]
+    deltas: Mapping[str, int | float]
+
+
+Op = Insert | Upsert | Update | Delete | Increment
+
+
+# -- the event as handed to a projection ------------------------------------------------
+
+
+def canonical_uuid(value: Any) -> str:
+    """The dashed lower-case form, whether the store gave a UUID, a 32-hex string or text."""
+    if isinstance(value, UUID):
+        return str(value)
+    text = str(value)
+    if len(text) == 32:
+        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    return text
+
+
+def _unwrap(obj: dict[str, Any]) -> Any:
+    """JSON object hook: turn the transcoder's ``{"_type_", "_data_"}`` wrappers into plain data.
+
+    Enums become their values, value objects dicts of their fields, datetimes and dates
+    ISO text, UUIDs dashed text: the JSON-native form a table row wants, without building
+    domain objects only to take them apart again.
+    """
+    if len(obj) == 2 and "_type_" in obj and "_data_" in obj:
+        data = obj["_data_"]
+        if obj["_type_"] == "uuid_hex":
+            return canonical_uuid(data)
+        return data
+    return obj
+
+
+# The C scanners directly: ``JSONDecoder.decode`` adds two whitespace regex matches per
+# call, which the stored events (compact JSON) never need and a rebuild pays a million times.
+_PLAIN_SCAN = cast(Any, make_scanner)(json.JSONDecoder(object_hook=_unwrap))
+_RAW_SCAN = cast(Any, make_scanner)(json.JSONDecoder())
+
+
+def unwrap(value: Any) -> Any:
+    """Plain data from a part of ``Recorded.raw``: the same as that part of ``Recorded.data``."""
+    if type(value) is dict:
+        if len(value) == 2 and "_type_" in value and "_data_" in value:
+            data = value["_data_"]
+            return canonical_uuid(data) if value["_type_"] == "uuid_hex" else unwrap(data)
+        return {k: unwrap(v) for k, v in value.items()}
+    if type(value) is list:
+        return [unwrap(v) for v in value]
+    return value
+
+
+def plain_state(state: bytes) -> dict[str, Any]:
+    """Decode a stored event's JSON state into plain JSON-native values."""
+    decoded: dict[str, Any] = _PLAIN_SCAN(state.decode("utf8"), 0)[0]
+    return decoded
+
+
+@lru_cache(maxsize=4096)
+def topic_parts(topic: str) -> tuple[str, str]:
+    """``"domain.parties:ApplicationUnit.Registered"`` -> ``("ApplicationUnit", "Registered")``."""
+    qualname = topic.partition(":")[2] or topic
+    aggregate, _, name = qualname.rpartition(".")
+    return aggregate, name
+
+
+class Codec:
+    """How a ``Recorded`` turns stored bytes into data: the store's cipher, compressor and mapper.
+
+    Without a cipher or compressor the plain path parses the JSON once with a cheap hook;
+    with them it has to go through the mapper's own steps first.
+    """
+
+    def __init__(self, mapper: Any | None = None) -> None:
+        self.mapper = mapper
+        self.cipher = getattr(mapper, "cipher", None)
+        self.compressor = getattr(mapper, "compressor", None)
+
+    def _bytes(self, state: bytes) -> bytes:
+        if self.cipher is not None:
+            state = self.cipher.decrypt(state)
+        if self.compressor is not None:
+            state = self.compressor.decompress(state)
+        return state
+
+    def plain(self, state: bytes) -> dict[str, Any]:
+        return plain_state(self._bytes(state))
+
+    def raw(self, state: bytes) -> dict[str, Any]:
+        decoded: dict[str, Any] = _RAW_SCAN(self._bytes(state).decode("utf8"), 0)[0]
+        return decoded
+
+    def domain_event(self, recorded: Recorded) -> Any:
+        if self.mapper is None:
+            raise ProjectionError("this event log has no mapper: typed domain events are unavailable")
+        from eventsourcing.persistence import StoredEvent
+
+        raw = recorded.raw_originator_id
+        originator_id = raw if isinstance(raw, UUID) else UUID(str(raw))
+        stored = StoredEvent(originator_id, recorded.originator_version, recorded.topic, recorded.state)
+        return self.mapper.to_domain_event(stored)
+
+
+class Recorded:
+    """One notification of the log, decoded only as far as a projection asks.
+
+    ``data`` holds the event's attributes as stored, in plain JSON-native form (the
+    attributes as written, before any upcasting of old class versions: a projection of
+    an upcast event reads ``domain_event`` instead).
+    """
+
+    __slots__ = ("_codec", "_data", "_event", "_id", "_raw", "notification_id", "originator_version",
+                 "raw_originator_id", "state", "topic")
+
+    def __init__(
+        self, notification_id: int, raw_originator_id: Any, originator_version: int, topic: str, state: bytes,
+        codec: Codec,
+    ) -> None:
+        self.notification_id = notification_id
+        self.raw_originator_id = raw_originator_id
+        self.originator_version = originator_version
+        self.topic = topic
+        self.state = state
+        self._codec = codec
+        self._data: dict[str, Any] | None = None
+        self._raw: dict[str, Any] | None = None
+        self._event: Any = None
+        self._id: str | None = None
+
+    @property
+    def originator_id(self) -> str:
+        """The aggregate's id in dashed form (the same on SQLite and PostgreSQL)."""
+        if self._id is None:
+            self._id = canonical_uuid(self.raw_originator_id)
+        return self._id
+
+    @property
+    def aggregate_type(self) -> str:
+        return topic_parts(self.topic)[0]
+
+    @property
+    def event_name(self) -> str:
+        return topic_parts(self.topic)[1]
+
+    @property
+    def data(self) -> dict[str, Any]:
+        if self._data is None:
+            # Another projection may have parsed the JSON already: unwrapping that is cheaper.
+            self._data = unwrap(self._raw) if self._raw is not None else self._codec.plain(self.state)
+        return self._data
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The stored attributes with the transcoder's ``{"_type_", "_data_"}`` wrappers still in.
+
+        The cheapest decoding there is, for projections that read a few attributes of
+        every event: take what you need and pass it through ``unwrap``. Decoded once and
+        shared by every projection that reads this event, so treat it as read-only.
+        """
+        if self._raw is None:
+            self._raw = self._codec.raw(self.state)
+        return self._raw
+
+    @property
+    def domain_event(self) -> Any:
+        """The typed domain event, decoded by the store's mapper (slower than ``data``)."""
+        if self._event is None:
+            self._event = self._codec.domain_event(self)
+        return self._event
+
+    @property
+    def timestamp(self) -> str | None:
+        value = self.data.get("timestamp")
+        return value if isinstance(value, str) else None
+
+    @property
+    def actor(self) -> dict[str, Any] | None:
+        """The ``by`` actor as plain data (``user_id``, ``role``...), if the event names one."""
+        by = self.data.get("by")
+        return by if isinstance(by, dict) else None
+
+    def __repr__(self) -> str:
+        return f"Recorded({self.notification_id}, {self.topic!r}, {self.originator_id}, v{self.originator_version})"
+
+
+# -- projections -------------------------------------------------------------------------
+
+
+class Projection:
+    """Base of every read model: subclass, set the class attributes, implement ``apply``.
+
+    - ``name``: lower-case identifier; every table is named ``rm_<name>_...``.
+    - ``version``: bump it whenever the tables or the mapping change; the runner then
+      rebuilds the read model from zero (the log is the truth, the tables are a cache).
+    - ``topics``: the event topics handled (``"domain.parties:ApplicationUnit.Registered"``),
+      or ``None`` for every event. Others are skipped without decoding.
+    - ``tables``: the ``Table`` declarations.
+    - ``apply(event)``: pure; returns the row operations for one event. Everything about
+      the event's context (its notification id, aggregate, version, time) is on the
+      ``Recorded`` it receives.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[int] = 1
+    topics: ClassVar[frozenset[str] | None] = None
+    tables: ClassVar[Sequence[Table]] = ()
+
+    def handles(self, topic: str) -> bool:
+        """Whether ``apply`` wants events of ``topic``; override for a predicate richer than a set."""
+        return self.topics is None or topic in self.topics
+
+    def apply(self, event: Recorded) -> Iterable[Op]:
+        raise NotImplementedError
+
+    @property
+    def table_map(self) -> dict[str, Table]:
+        return {t.name: t for t in self.tables}
+
+    def check(self) -> None:
+        """Refuse a misdeclared projection before it writes anything."""
+        name = getattr(self, "name", None)
+        if not isinstance(name, str) or not _IDENTIFIER.match(name):
+            raise ProjectionError(f"{type(self).__name__}.name must be a lower-case identifier, got {name!r}")
+        if not isinstance(self.version, int) or self.version < 1:
+            raise ProjectionError(f"projection {name}: version must be a positive int")
+        if not self.tables:
+            raise ProjectionError(f"projection {name} declares no tables")
+        prefix = f"rm_{name}_"
+        for table in self.tables:
+            if not table.name.startswith(prefix):
+                raise ProjectionError(f"projection {name}: table {table.name} must be named {prefix}...")
+        if len({t.name for t in self.tables}) != len(self.tables):
+            raise ProjectionError(f"projection {name} declares a table twice")
+
+    def __repr__(self) -> str:
+        return f"<projection {getattr(self, 'name', '?')} v{self.version}>"
+
+
+ApplyFunction = Callable[[Recorded], Iterable[Op]]

@@ -1,0 +1,551 @@
+"""A thin portable layer over the read-model database: SQLite or PostgreSQL, same code above it.
+
+Read models live next to the event store (the same SQLite file, the same PostgreSQL
+database) so a batch of view rows and the tracking position commit in one transaction.
+This module owns the dialect differences: DDL rendering, placeholders, how a writer
+takes the lock that makes a second runner lose cleanly (SQLite ``BEGIN IMMEDIATE``,
+PostgreSQL ``SELECT ... FOR UPDATE`` on the tracking rows), and bulk loading (COPY on
+PostgreSQL). It also turns query results into Polars frames with the dtypes the
+``Table`` declarations promise, so a frame looks the same whichever store it came from.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from projections.base import (
+    ColumnType,
+    Delete,
+    Increment,
+    Insert,
+    Op,
+    ProjectionError,
+    Table,
+    Update,
+    Upsert,
+)
+
+if TYPE_CHECKING:
+    from marketplace.config import Config
+
+#: Seconds a writer waits for another writer's lock before giving up (SQLite busy timeout).
+LOCK_TIMEOUT = 30.0
+#: The table that records, per projection, its version and the last notification id applied.
+TRACKING_TABLE = "projection_tracking"
+#: Runs of inserts at least this long go through COPY on PostgreSQL.
+COPY_THRESHOLD = 200
+
+_SQLITE_TYPES = {
+    ColumnType.TEXT: "TEXT",
+    ColumnType.INT: "INTEGER",
+    ColumnType.FLOAT: "REAL",
+    ColumnType.BOOL: "INTEGER",
+    ColumnType.TIMESTAMP: "TEXT",
+}
+_POSTGRES_TYPES = {
+    ColumnType.TEXT: "text",
+    ColumnType.INT: "bigint",
+    ColumnType.FLOAT: "double precision",
+    ColumnType.BOOL: "boolean",
+    ColumnType.TIMESTAMP: "timestamptz",
+}
+_POLARS_TYPES: dict[ColumnType, Any] = {
+    ColumnType.TEXT: pl.String,
+    ColumnType.INT: pl.Int64,
+    ColumnType.FLOAT: pl.Float64,
+    ColumnType.BOOL: pl.Boolean,
+    ColumnType.TIMESTAMP: pl.Datetime("us", "UTC"),
+}
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+
+
+class Database:
+    """One connection to the read-model database, in autocommit mode outside ``transaction()``.
+
+    A connection holds one transaction at a time, so threads sharing a ``Database`` (a
+    runner following the log in one, a page asking for its lag in another) take turns:
+    ``lock`` is held for a whole transaction and for every statement outside one.
+    """
+
+    dialect: str = ""
+    placeholder: str = "?"
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+
+    # -- plumbing each dialect provides --------------------------------------------
+    def cursor(self) -> Any:
+        raise NotImplementedError
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """A write transaction; on SQLite it holds the database's single write lock from the start."""
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+    def lock_schema(self, cur: Any) -> None:
+        """Serialise DDL of concurrent runners (inside ``transaction()``)."""
+
+    def table_exists(self, name: str) -> bool:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def reconnect_if_broken(self) -> None:
+        """Open a fresh connection if the server dropped this one (nothing to do for SQLite)."""
+
+    def copy_rows(self, cur: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        cur.executemany(self.insert_sql(table, columns), rows)
+
+    # -- SQL rendering --------------------------------------------------------------
+    def sql(self, text: str) -> str:
+        """Our SQL is written with ``?``; PostgreSQL's driver wants ``%s``."""
+        return text if self.placeholder == "?" else text.replace("?", self.placeholder)
+
+    def column_type(self, kind: ColumnType) -> str:
+        return (_SQLITE_TYPES if self.dialect == "sqlite" else _POSTGRES_TYPES)[kind]
+
+    def ddl(self, table: Table) -> list[str]:
+        columns = ", ".join(
+            f"{name} {self.column_type(kind)}{' NOT NULL' if name in table.key else ''}"
+            for name, kind in table.columns.items()
+        )
+        statements = [f"CREATE TABLE IF NOT EXISTS {table.name} ({columns}, PRIMARY KEY ({', '.join(table.key)}))"]
+        for index in table.indexes:
+            statements.append(
+                f"CREATE INDEX IF NOT EXISTS {table.name}__{'_'.join(index)} ON {table.name} ({', '.join(index)})"
+            )
+        return statements
+
+    def insert_sql(self, table: str, columns: Sequence[str]) -> str:
+        marks = ", ".join("?" * len(columns))
+        return self.sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})")
+
+    # -- convenience ------------------------------------------------------------------
+    def query(self, text: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run a read-only statement (already in this dialect's placeholder style)."""
+        with self.lock:
+            return self._query(text, params)
+
+    def _query(self, text: str, params: Sequence[Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
+        cur = self.cursor()
+        try:
+            cur.execute(text, tuple(params))
+            columns = [d[0] for d in cur.description or ()]
+            return columns, [tuple(r) for r in cur.fetchall()]
+        finally:
+            cur.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- tracking ---------------------------------------------------------------------
+    def ensure_tracking(self) -> None:
+        with self.transaction() as cur:
+            self.lock_schema(cur)
+            cur.execute(
+                f"CREATE TABLE IF NOT EXISTS {TRACKING_TABLE} ("
+                "name TEXT NOT NULL PRIMARY KEY, version INTEGER NOT NULL, "
+                "position BIGINT NOT NULL, updated_at TEXT NOT NULL)"
+            )
+
+    def positions(self, cur: Any | None = None, *, lock: Sequence[str] = ()) -> dict[str, tuple[int, int]]:
+        """``name -> (version, position)``; with ``lock``, those rows are locked for this transaction.
+
+        On PostgreSQL the rows are locked in name order so two runners cannot deadlock;
+        on SQLite the transaction already holds the only write lock.
+        """
+        sql = f"SELECT name, version, position FROM {TRACKING_TABLE}"
+        params: list[Any] = []
+        if lock:
+            sql += f" WHERE name IN ({', '.join('?' * len(lock))}) ORDER BY name"
+            params = sorted(lock)
+            if self.dialect == "postgres":
+                sql += " FOR UPDATE"
+        if cur is None:
+            _, rows = self.query(self.sql(sql), params)
+        else:
+            cur.execute(self.sql(sql), params)
+            rows = cur.fetchall()
+        return {name: (int(version), int(position)) for name, version, position in rows}
+
+    def set_position(self, cur: Any, name: str, version: int, position: int) -> None:
+        now = datetime.now(UTC).isoformat()
+        cur.execute(
+            self.sql(
+                f"INSERT INTO {TRACKING_TABLE} (name, version, position, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET version = excluded.version, position = excluded.position, "
+                "updated_at = excluded.updated_at"
+            ),
+            (name, version, position, now),
+        )
+
+    def reset_tables(self, cur: Any, tables: Sequence[Table], *, drop: bool, indexes: bool = True) -> None:
+        """(Re)create tables; ``indexes=False`` leaves secondary indexes for ``create_indexes``.
+
+        A rebuild loads faster into bare tables and builds each index once at the end.
+        """
+        for table in tables:
+            if drop:
+                cur.execute(f"DROP TABLE IF EXISTS {table.name}")
+            for statement in self.ddl(table)[: None if indexes else 1]:
+                cur.execute(statement)
+
+    def create_indexes(self, cur: Any, tables: Sequence[Table]) -> None:
+        for table in tables:
+            for statement in self.ddl(table)[1:]:
+                cur.execute(statement)
+
+
+class SQLiteDatabase(Database):
+    dialect = "sqlite"
+    placeholder = "?"
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self.conn = sqlite3.connect(path, isolation_level=None, timeout=LOCK_TIMEOUT, check_same_thread=False)
+        if path != ":memory:":
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            # Safe for read models: a power cut can lose the last batches but never splits
+            # a batch from its tracking position, so the runner simply re-applies them.
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+
+    def cursor(self) -> sqlite3.Cursor:
+        return self.conn.cursor()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Cursor]:
+        with self.lock:
+            cur = self.conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur
+            except BaseException:
+                self.conn.rollback()
+                raise
+            else:
+                self.conn.commit()
+            finally:
+                cur.close()
+
+    def table_exists(self, name: str) -> bool:
+        _, rows = self.query("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,))
+        return bool(rows)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __repr__(self) -> str:
+        return f"<SQLiteDatabase {self.path}>"
+
+
+class PostgresDatabase(Database):
+    dialect = "postgres"
+    placeholder = "%s"
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+        from psycopg.conninfo import make_conninfo
+
+        from marketplace.config import postgres_env
+
+        super().__init__()
+        env = postgres_env(url)
+        self.url = url
+        self._conninfo = make_conninfo(
+            dbname=env["POSTGRES_DBNAME"], host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"],
+            user=env["POSTGRES_USER"], password=env["POSTGRES_PASSWORD"],
+        )
+        self.conn = psycopg.connect(self._conninfo, autocommit=True)
+
+    def reconnect_if_broken(self) -> None:
+        import psycopg
+
+        with self.lock:
+            if self.conn.closed or self.conn.broken:
+                self.conn = psycopg.connect(self._conninfo, autocommit=True)
+
+    def cursor(self) -> Any:
+        return self.conn.cursor()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        with self.lock, self.conn.transaction(), self.conn.cursor() as cur:
+            yield cur
+
+    def lock_schema(self, cur: Any) -> None:
+        # Concurrent CREATE TABLE IF NOT EXISTS can still collide in the catalogue.
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext('shuyun.projections.schema'))")
+
+    def table_exists(self, name: str) -> bool:
+        _, rows = self.query("SELECT to_regclass(%s) IS NOT NULL", (name,))
+        return bool(rows and rows[0][0])
+
+    def copy_rows(self, cur: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        if len(rows) < COPY_THRESHOLD:
+            cur.executemany(self.insert_sql(table, columns), rows)
+            return
+        with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __repr__(self) -> str:
+        return f"<PostgresDatabase {self.conn.info.dbname}@{self.conn.info.host}>"
+
+
+def connect(config: Config) -> Database:
+    """The read-model database beside the configured event store."""
+    if config.database_url:
+        return PostgresDatabase(config.database_url)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    return SQLiteDatabase(str(config.sqlite_path))
+
+
+def memory() -> SQLiteDatabase:
+    """A private in-memory database: for time travel and tests, gone when closed."""
+    return SQLiteDatabase(":memory:")
+
+
+# -- executing row operations -------------------------------------------------------------
+
+
+class OpWriter:
+    """Executes row operations with as few statements as their order allows.
+
+    Operations on different tables commute (read-model tables have no foreign keys,
+    triggers or unique constraints beyond the key), and so do operations on different
+    rows of one table. Only operations on the same row must keep their order. So each
+    operation goes to the "wave" after the previous operation on its row, and within a
+    wave (where every row appears at most once) all operations of the same shape become
+    one ``executemany`` (or COPY). A batch in which every unit got a registration, some
+    members and a decision then takes a handful of statements, not one per event.
+    """
+
+    def __init__(self, db: Database, tables: Mapping[str, Table]) -> None:
+        self.db = db
+        self.tables = dict(tables)
+        self._sql: dict[tuple[Any, ...], str] = {}
+        self._insert_shapes: dict[str, tuple[str, str]] = {}
+        self._key_positions = {
+            name: (tuple(t.column_names.index(c) for c in t.key), len(t.column_names))
+            for name, t in self.tables.items()
+        }
+
+    def table(self, name: str) -> Table:
+        try:
+            return self.tables[name]
+        except KeyError:
+            raise ProjectionError(f"row operation names table {name!r}, which no projection here declares") from None
+
+    def plan(self, ops: Sequence[Op]) -> dict[str, list[tuple[tuple[Any, ...], list[Sequence[Any]]]]]:
+        """Per table, the statements to run in order: ``(shape, rows of parameters)``."""
+        per_table: dict[str, tuple[dict[Any, int], dict[tuple[int, tuple[Any, ...]], list[Sequence[Any]]]]] = {}
+        inserts = self._insert_shapes
+        shape: tuple[Any, ...]
+        params: Sequence[Any]
+        for op in ops:
+            try:
+                name = op.table
+            except AttributeError:
+                raise ProjectionError(f"not a row operation: {op!r}") from None
+            entry = per_table.get(name)
+            if entry is None:
+                self.table(name)
+                entry = per_table[name] = ({}, {})
+            waves, groups = entry
+            if type(op) is Insert:  # the bulk of a rebuild: the cheapest path
+                shape = inserts.get(name) or inserts.setdefault(name, ("insert", name))
+                params = op.row
+                positions, width = self._key_positions[name]
+                key: Any = tuple([params[i] for i in positions]) if len(params) == width else ("malformed", id(op))
+            else:
+                shape, params = self._shape(op)
+                key = self._row_key(op)
+            try:
+                wave = waves.get(key, 0)
+            except TypeError:
+                kind = type(op).__name__
+                raise ProjectionError(f"{kind} on {name}: key values must be scalars, got {key!r}") from None
+            waves[key] = wave + 1
+            group = groups.get((wave, shape))
+            if group is None:
+                groups[(wave, shape)] = [params]
+            else:
+                group.append(params)
+        return {
+            name: [(wave_shape[1], rows) for wave_shape, rows in sorted(groups.items(), key=lambda item: item[0][0])]
+            for name, (_, groups) in per_table.items()
+        }
+
+    def _row_key(self, op: Op) -> tuple[Any, ...]:
+        """The values of the table's key columns the operation addresses (None where it names none)."""
+        key_columns = self.tables[op.table].key
+        given = op.row if isinstance(op, Upsert) else op.key  # type: ignore[union-attr]
+        if not isinstance(given, Mapping):
+            return ("malformed", id(op))
+        return tuple([given.get(c) for c in key_columns])
+
+    def _shape(self, op: Op) -> tuple[tuple[Any, ...], Sequence[Any]]:
+        if isinstance(op, Insert):
+            return ("insert", op.table), op.row
+        if isinstance(op, Upsert):
+            return ("upsert", op.table, tuple(op.row)), tuple(op.row.values())
+        if isinstance(op, Update):
+            return ("update", op.table, tuple(op.key), tuple(op.values)), (*op.values.values(), *op.key.values())
+        if isinstance(op, Delete):
+            return ("delete", op.table, tuple(op.key)), tuple(op.key.values())
+        if isinstance(op, Increment):
+            return ("increment", op.table, tuple(op.key), tuple(op.deltas)), (*op.key.values(), *op.deltas.values())
+        raise ProjectionError(f"not a row operation: {op!r}")
+
+    def statement(self, shape: tuple[Any, ...]) -> str:
+        sql = self._sql.get(shape)
+        if sql is None:
+            sql = self._sql[shape] = self._render(shape)
+        return sql
+
+    def _render(self, shape: tuple[Any, ...]) -> str:
+        kind, name = shape[0], shape[1]
+        table = self.table(name)
+
+        def check_key(columns: Sequence[str]) -> None:
+            if set(columns) != set(table.key):
+                raise ProjectionError(f"{kind} on {name} must name exactly its key {table.key}, got {tuple(columns)}")
+
+        def check_columns(columns: Sequence[str]) -> None:
+            unknown = [c for c in columns if c not in table.columns]
+            if unknown:
+                raise ProjectionError(f"{kind} on {name}: unknown columns {unknown}")
+
+        key_list = ", ".join(table.key)
+        if kind == "insert":
+            return self.db.insert_sql(name, table.column_names)
+        if kind == "upsert":
+            columns = shape[2]
+            check_columns(columns)
+            if not set(table.key) <= set(columns):
+                raise ProjectionError(f"upsert on {name} must include its key {table.key}")
+            rest = [c for c in columns if c not in table.key]
+            action = (
+                "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in rest) if rest else "DO NOTHING"
+            )
+            return self.db.insert_sql(name, columns) + f" ON CONFLICT ({key_list}) {action}"
+        if kind == "update":
+            key, values = shape[2], shape[3]
+            check_key(key)
+            check_columns(values)
+            sets = ", ".join(f"{c} = ?" for c in values)
+            where = " AND ".join(f"{c} = ?" for c in key)
+            return self.db.sql(f"UPDATE {name} SET {sets} WHERE {where}")
+        if kind == "delete":
+            check_key(shape[2])
+            return self.db.sql(f"DELETE FROM {name} WHERE " + " AND ".join(f"{c} = ?" for c in shape[2]))
+        if kind == "increment":
+            key, deltas = shape[2], shape[3]
+            check_key(key)
+            check_columns(deltas)
+            bad = [c for c in deltas if table.columns[c] not in (ColumnType.INT, ColumnType.FLOAT)]
+            if bad:
+                raise ProjectionError(f"increment on {name}: columns {bad} are not numeric")
+            sets = ", ".join(f"{c} = COALESCE({name}.{c}, 0) + excluded.{c}" for c in deltas)
+            return self.db.insert_sql(name, (*key, *deltas)) + f" ON CONFLICT ({key_list}) DO UPDATE SET {sets}"
+        raise ProjectionError(f"unknown operation kind {kind}")  # pragma: no cover
+
+    def execute(self, cur: Any, ops: Sequence[Op]) -> None:
+        for name, runs in self.plan(ops).items():
+            for shape, params in runs:
+                if shape[0] == "insert":
+                    self.db.copy_rows(cur, name, self.table(name).column_names, params)
+                else:
+                    cur.executemany(self.statement(shape), params)
+
+
+# -- Polars frames ---------------------------------------------------------------------------
+
+
+def table_spec(name: str) -> Table | None:
+    """The declaration of a registered read-model table, if there is one."""
+    from projections.registry import all_projections
+
+    for projection in all_projections():
+        for table in projection.tables:
+            if table.name == name:
+                return table
+    return None
+
+
+def frame_from_rows(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], types: Mapping[str, ColumnType] | None = None
+) -> pl.DataFrame:
+    """Rows to a frame; declared columns get their portable dtype whatever the driver returned."""
+    types = types or {}
+    data = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
+    series = []
+    for name, values in zip(columns, data, strict=True):
+        kind = types.get(name)
+        if kind is None:
+            series.append(pl.Series(name, list(values), strict=False))
+        elif kind is ColumnType.TIMESTAMP:
+            if any(isinstance(v, str) for v in values):
+                series.append(pl.Series(name, list(values), dtype=pl.String).str.to_datetime(time_zone="UTC"))
+            else:
+                series.append(pl.Series(name, list(values), dtype=_POLARS_TYPES[kind], strict=False))
+        elif kind is ColumnType.BOOL:
+            series.append(pl.Series(name, [None if v is None else bool(v) for v in values], dtype=pl.Boolean))
+        else:
+            series.append(pl.Series(name, list(values), dtype=_POLARS_TYPES[kind], strict=False))
+    return pl.DataFrame(series)
+
+
+def _open(source: Config | Database) -> tuple[Database, bool]:
+    if isinstance(source, Database):
+        return source, False
+    return connect(source), True
+
+
+def read_frame(
+    source: Config | Database, query: str | Table, params: Sequence[Any] = (),
+) -> pl.DataFrame:
+    """A read model (by table name or ``Table``) or any SQL query on it, as a Polars DataFrame.
+
+    A whole table comes back ordered by its key, with the declared dtypes; a query is
+    written in the store's own placeholder style (``?`` on SQLite, ``%s`` on PostgreSQL).
+    """
+    db, own = _open(source)
+    try:
+        if isinstance(query, Table) or _IDENTIFIER.match(query.strip()):
+            name = query.name if isinstance(query, Table) else query.strip()
+            spec = query if isinstance(query, Table) else table_spec(name)
+            if not db.table_exists(name):
+                raise ProjectionError(f"read model table {name} does not exist yet: run the projections")
+            if spec is None:
+                columns, rows = db.query(f"SELECT * FROM {name}")
+                return frame_from_rows(columns, rows)
+            columns, rows = db.query(f"SELECT * FROM {name} ORDER BY {', '.join(spec.key)}")
+            return frame_from_rows(columns, rows, spec.columns)
+        columns, rows = db.query(query, params)
+        return frame_from_rows(columns, rows)
+    finally:
+        if own:
+            db.close()
+
+
+def scan_frame(source: Config | Database, query: str | Table, params: Sequence[Any] = ()) -> pl.LazyFrame:
+    """The same as ``read_frame`` as a LazyFrame, to compose with further Polars operations."""
+    return read_frame(source, query, params).lazy()

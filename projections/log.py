@@ -1,0 +1,122 @@
+"""Reading the store's notification log in order, fast, from any process.
+
+The runner pulls the log itself (SQLite has no subscriptions, and eventsourcing's
+in-process system misses other processes' events). For speed it reads the events table
+with its own connection and plain tuples, skipping the per-row objects that
+``recorder.select_notifications`` builds; stores it does not know are read through
+``select_notifications`` instead. Notification ids are committed in order on both stores
+(SQLite has one writer; eventsourcing's PostgreSQL recorder takes a table lock for each
+insert), so once id ``n`` is visible every smaller id that will ever exist is too: a
+position is safe to advance up to the highest id seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from projections.base import Codec
+from projections.db import Database, PostgresDatabase, SQLiteDatabase
+
+if TYPE_CHECKING:
+    from eventsourcing.application import Application
+
+    from marketplace.config import Config
+
+#: (notification id, originator id as stored, originator version, topic, state bytes)
+RawNotification = tuple[int, Any, int, str, bytes]
+
+
+class EventLog:
+    """The application's notification log; ``read`` returns raw rows, ``codec`` decodes them."""
+
+    def __init__(self, codec: Codec) -> None:
+        self.codec = codec
+
+    @classmethod
+    def open(cls, app: Application[Any], config: Config | None = None) -> EventLog:
+        """The fastest reader this store allows (own connection on SQLite and PostgreSQL)."""
+        from eventsourcing.postgres import PostgresApplicationRecorder
+        from eventsourcing.sqlite import SQLiteApplicationRecorder
+
+        recorder = app.recorder
+        codec = Codec(app.mapper)
+        if isinstance(recorder, SQLiteApplicationRecorder):
+            db_name = recorder.datastore.pool.db_name
+            if not recorder.datastore.pool.is_sqlite_memory_mode:
+                return SQLEventLog(SQLiteDatabase(db_name), recorder.events_table_name, "rowid", codec)
+        if isinstance(recorder, PostgresApplicationRecorder) and config is not None and config.database_url:
+            table = f"{recorder.datastore.schema}.{recorder.events_table_name}"
+            return SQLEventLog(PostgresDatabase(config.database_url), table, "notification_id", codec)
+        return RecorderEventLog(recorder, codec)
+
+    def max_id(self) -> int:
+        raise NotImplementedError
+
+    def read(self, after: int, stop: int, limit: int, topics: Sequence[str] | None = None) -> list[RawNotification]:
+        """Notifications with ``after < id <= stop``, in order, at most ``limit`` (of ``topics`` only, if given)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class SQLEventLog(EventLog):
+    def __init__(self, db: Database, table: str, id_column: str, codec: Codec) -> None:
+        super().__init__(codec)
+        self.db = db
+        self.table = table
+        self.id_column = id_column
+        self._select = db.sql(
+            f"SELECT {id_column}, originator_id, originator_version, topic, state FROM {table} "
+            f"WHERE {id_column} > ? AND {id_column} <= ? "
+        )
+        self._order = db.sql(f"ORDER BY {id_column} LIMIT ?")
+
+    def max_id(self) -> int:
+        _, rows = self.db.query(f"SELECT MAX({self.id_column}) FROM {self.table}")
+        return int(rows[0][0] or 0) if rows else 0
+
+    def read(self, after: int, stop: int, limit: int, topics: Sequence[str] | None = None) -> list[RawNotification]:
+        sql = self._select
+        params: list[Any] = [after, stop]
+        if topics is not None:
+            if not topics:
+                return []
+            if self.db.dialect == "postgres":
+                sql += "AND topic = ANY(%s) "
+                params.append(list(topics))
+            else:
+                sql += f"AND topic IN ({', '.join('?' * len(topics))}) "
+                params.extend(topics)
+        params.append(limit)
+        with self.db.lock:
+            cur = self.db.cursor()
+            try:
+                cur.execute(sql + self._order, params)
+                rows: list[RawNotification] = cur.fetchall()
+            finally:
+                cur.close()
+        return rows
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class RecorderEventLog(EventLog):
+    """Any eventsourcing recorder, through its public ``select_notifications``."""
+
+    def __init__(self, recorder: Any, codec: Codec) -> None:
+        super().__init__(codec)
+        self.recorder = recorder
+
+    def max_id(self) -> int:
+        return int(self.recorder.max_notification_id() or 0)
+
+    def read(self, after: int, stop: int, limit: int, topics: Sequence[str] | None = None) -> list[RawNotification]:
+        if topics is not None and not topics:
+            return []
+        notifications = self.recorder.select_notifications(
+            after, limit, stop=stop, topics=tuple(topics or ()), inclusive_of_start=False
+        )
+        return [(n.id, n.originator_id, n.originator_version, n.topic, n.state) for n in notifications]

@@ -1,0 +1,690 @@
+"""The projection runner: follows the notification log and keeps read models exactly once.
+
+Each batch goes: read the tracked positions, read the next slice of the log (outside any
+lock), map it to row operations (pure, per projection), then in ONE write transaction
+lock the projections' tracking rows, check they still hold the positions the batch was
+computed from, write the rows and move the positions. A runner killed at any moment
+leaves either the whole batch with its position or neither; a second runner that
+computed the same batch finds the position moved and throws its work away. A batch is a
+pure function of an immutable slice of the log, so whichever runner wins writes the same
+rows.
+
+``version`` bumps, ``rebuild`` and missing tables all reset a projection to position 0
+(drop, create, track from zero) in one transaction; every runner then follows from there.
+
+While one batch is being written (by a writer thread: SQLite and psycopg release the GIL
+while they work) the next is already being mapped, assuming the write succeeds; if it
+does not, the assumption shows as a lost batch and the runner re-reads its positions.
+A ``Runner`` may be shared by threads (a page asking for ``lag`` while another thread
+runs ``run_forever``): its connections take one transaction at a time.
+"""
+
+from __future__ import annotations
+
+import bisect
+import gc
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from projections.base import (
+    BOOL,
+    FLOAT,
+    INT,
+    TEXT,
+    TIMESTAMP,
+    Codec,
+    ColumnType,
+    Delete,
+    Increment,
+    Insert,
+    Op,
+    Projection,
+    ProjectionError,
+    Recorded,
+    Table,
+    Update,
+    Upsert,
+)
+from projections.db import TRACKING_TABLE, Database, OpWriter, connect, read_frame
+from projections.log import EventLog, RawNotification
+
+if TYPE_CHECKING:
+    from eventsourcing.application import Application
+
+    from marketplace.config import Config
+
+__all__ = [
+    "BOOL",
+    "FLOAT",
+    "INT",
+    "TEXT",
+    "TIMESTAMP",
+    "BatchReport",
+    "Codec",
+    "ColumnType",
+    "Delete",
+    "Increment",
+    "Insert",
+    "Op",
+    "Progress",
+    "Projection",
+    "ProjectionError",
+    "ProjectionStatus",
+    "Recorded",
+    "Runner",
+    "Table",
+    "Update",
+    "Upsert",
+    "wait_for_position",
+]
+
+log = logging.getLogger("projections")
+
+#: Notifications per batch: big enough to amortise a transaction, small enough that the
+#: SQLite write lock is held for well under a second.
+DEFAULT_BATCH_SIZE = 10_000
+#: A projection whose mapping failed is retried after this many seconds by ``run_forever``.
+RETRY_FAILED_AFTER = 30.0
+#: A projection further behind than this loads into bare tables and gets its secondary
+#: indexes once it has caught up: building an index once is far cheaper than keeping it
+#: up to date through a million inserts.
+DEFER_INDEXES_LAG = 50_000
+
+Progress = Callable[[int, int], None]
+"""Called as ``progress(position, head)`` after every committed batch."""
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """What one committed batch did, for logs and progress displays."""
+
+    applied: tuple[str, ...]
+    lost: tuple[str, ...]
+    start: int
+    end: int
+    head: int
+    notifications: int
+    seconds: float
+    #: how many projections the batch was mapped for (applied + lost + failed)
+    planned: int = 0
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """A mapped batch waiting to be committed: per projection, the position it assumed and its ops."""
+
+    planned: list[tuple[Projection, tuple[int, int], list[Op]]]
+    start: int
+    end: int
+    head: int
+    notifications: int
+    started: float
+    #: every projection's (version, position) once this batch is committed
+    after: dict[str, tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class ProjectionStatus:
+    name: str
+    version: int
+    stored_version: int | None
+    position: int
+    head: int
+    updated_at: str | None
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.head - self.position)
+
+
+class Runner:
+    """Keeps a set of projections up to date with one store's notification log."""
+
+    def __init__(
+        self,
+        log: EventLog,
+        db: Database,
+        projections: Sequence[Projection],
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        closing: Sequence[Any] = (),
+        pipeline: bool = True,
+    ) -> None:
+        if batch_size < 1:
+            raise ProjectionError("batch_size must be at least 1")
+        names = [p.name for p in projections]
+        if len(set(names)) != len(names):
+            raise ProjectionError(f"two projections share a name: {sorted(names)}")
+        tables: dict[str, Table] = {}
+        for projection in projections:
+            projection.check()
+            for table in projection.tables:
+                if table.name in tables:
+                    raise ProjectionError(f"table {table.name} is declared by two projections")
+                tables[table.name] = table
+        self.log = log
+        self.db = db
+        self.projections = {p.name: p for p in projections}
+        self.batch_size = batch_size
+        self.writer = OpWriter(db, tables)
+        self.failed: dict[str, tuple[float, str]] = {}
+        self._handles: dict[str, dict[str, bool]] = {p.name: {} for p in projections}
+        self._closing = list(closing)
+        self._ensured: set[str] = set()
+        self._unindexed: set[str] = set()
+        self.pipeline = pipeline
+        self._executor: ThreadPoolExecutor | None = None
+        self._last_positions: dict[str, int] = {}
+
+    @classmethod
+    def open(
+        cls,
+        config: Config | None = None,
+        projections: Sequence[Projection] | None = None,
+        *,
+        app: Application[Any] | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> Runner:
+        """A runner on the configured store, for the registered projections unless others are given."""
+        from marketplace.config import Config
+        from marketplace.store import open_store
+        from projections.registry import all_projections
+
+        config = config or Config.from_env()
+        closing: list[Any] = []
+        if app is None:
+            app = open_store(config)
+            closing.append(app)
+        event_log = EventLog.open(app, config)
+        db = connect(config)
+        closing[:0] = [event_log, db]
+        chosen = list(all_projections() if projections is None else projections)
+        return cls(event_log, db, chosen, batch_size=batch_size, closing=closing)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        for resource in self._closing:
+            resource.close()
+        self._closing.clear()
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- selection ---------------------------------------------------------------------
+    def select(self, names: str | Sequence[str] | None = None) -> list[Projection]:
+        if names is None:
+            return list(self.projections.values())
+        wanted = [names] if isinstance(names, str) else list(names)
+        unknown = [n for n in wanted if n not in self.projections]
+        if unknown:
+            raise ProjectionError(f"no projection named {', '.join(unknown)}; known: {', '.join(self.projections)}")
+        return [self.projections[n] for n in wanted]
+
+    # -- schema --------------------------------------------------------------------------
+    def ensure(self, names: str | Sequence[str] | None = None) -> list[str]:
+        """Create missing tables; reset projections whose version was bumped or tables vanished.
+
+        Returns the names reset to position 0. A database that holds a *newer* version
+        than this code is left alone (an older runner must not undo an upgrade).
+        """
+        chosen = self.select(names)
+        self.db.ensure_tracking()
+        head = self.log.max_id()
+        reset: list[str] = []
+        with self.db.transaction() as cur:
+            self.db.lock_schema(cur)
+            current = self.db.positions(cur, lock=[p.name for p in chosen])
+            for projection in chosen:
+                stored = current.get(projection.name)
+                if stored is not None and stored[0] > projection.version:
+                    self.failed[projection.name] = (
+                        time.monotonic(),
+                        f"the database holds version {stored[0]} of {projection.name}; "
+                        f"this code has version {projection.version}",
+                    )
+                    continue
+                missing = any(not self.db.table_exists(t.name) for t in projection.tables)
+                if stored is None or stored[0] < projection.version or missing:
+                    self._reset(cur, projection, head)
+                    reset.append(projection.name)
+                elif head - stored[1] > DEFER_INDEXES_LAG:
+                    self._unindexed.add(projection.name)
+                else:
+                    self.db.create_indexes(cur, projection.tables)
+        if reset:
+            log.info("projections reset to build from zero: %s", ", ".join(reset))
+        self._ensured.update(p.name for p in chosen)
+        return reset
+
+    def rebuild(self, names: str | Sequence[str] | None = None, progress: Progress | None = None) -> int:
+        """Drop and rebuild read models from the first notification; returns notifications read."""
+        chosen = self.select(names)
+        self.db.ensure_tracking()
+        head = self.log.max_id()
+        with self.db.transaction() as cur:
+            self.db.lock_schema(cur)
+            self.db.positions(cur, lock=[p.name for p in chosen])
+            for projection in chosen:
+                self._reset(cur, projection, head)
+        for projection in chosen:
+            self.failed.pop(projection.name, None)
+        self._ensured.update(p.name for p in chosen)
+        return self.catch_up([p.name for p in chosen], progress=progress)
+
+    def _reset(self, cur: Any, projection: Projection, head: int) -> None:
+        defer = head > DEFER_INDEXES_LAG
+        self.db.reset_tables(cur, projection.tables, drop=True, indexes=not defer)
+        self.db.set_position(cur, projection.name, projection.version, 0)
+        self._last_positions[projection.name] = 0
+        if defer:
+            self._unindexed.add(projection.name)
+
+    def _finish_indexes(self, chosen: Sequence[Projection]) -> None:
+        """Build the deferred secondary indexes of projections that have caught up."""
+        pending = [p for p in chosen if p.name in self._unindexed]
+        if not pending:
+            return
+        head = self.log.max_id()
+        positions = self.db.positions()
+        ready = [p for p in pending if head - positions.get(p.name, (0, 0))[1] <= DEFER_INDEXES_LAG]
+        if not ready:
+            return
+        with self.db.transaction() as cur:
+            for projection in ready:
+                self.db.create_indexes(cur, projection.tables)
+        for projection in ready:
+            self._unindexed.discard(projection.name)
+
+    # -- following the log -----------------------------------------------------------------
+    def catch_up(
+        self,
+        names: str | Sequence[str] | None = None,
+        *,
+        limit: int | None = None,
+        upto: int | None = None,
+        progress: Progress | None = None,
+        raise_errors: bool = True,
+        stop: threading.Event | None = None,
+        on_batch: Callable[[BatchReport], None] | None = None,
+    ) -> int:
+        """Apply the log up to its head (or ``upto``), reading at most ``limit`` notifications.
+
+        Returns how many notifications were read. With ``raise_errors`` false a projection
+        whose mapping or writing fails is set aside (see ``failed``) and the others go on.
+        """
+        chosen = self.select(names)
+        unensured = [p.name for p in chosen if p.name not in self._ensured]
+        if unensured:
+            self.ensure(unensured)
+        read = planned = 0
+        # Batches allocate millions of objects that die by reference counting and form no
+        # cycles; with the cycle collector on, full collections keep walking every live
+        # row and operation of the batch in flight. Cycles made meanwhile wait until the end.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        pending: Future[BatchReport] | None = None
+        assumed: dict[str, tuple[int, int]] | None = None
+
+        def settle() -> bool:
+            """Wait for the batch being written; True if every projection in it was applied."""
+            nonlocal pending, read
+            if pending is None:
+                return True
+            report = pending.result()
+            pending = None
+            read += report.notifications
+            if progress is not None:
+                progress(report.end, report.head)
+            if on_batch is not None:
+                on_batch(report)
+            return not report.lost and len(report.applied) == report.planned
+
+        try:
+            while stop is None or not stop.is_set():
+                size = self.batch_size if limit is None else min(self.batch_size, limit - planned)
+                if size <= 0:
+                    break
+                # Map the next batch while the previous one is being written (SQLite and
+                # psycopg release the GIL while they work), assuming that write succeeds.
+                plan = self.prepare(chosen, size, upto, raise_errors, assume=assumed)
+                if not settle():
+                    assumed = None  # another runner moved a position: re-read them, drop this plan
+                    planned = read
+                    continue
+                if plan is None:
+                    break
+                planned += plan.notifications
+                assumed = plan.after
+                if self.pipeline:
+                    pending = self._writer().submit(self.commit, plan, raise_errors)
+                else:
+                    pending = _done(self.commit(plan, raise_errors))
+            settle()
+        finally:
+            if pending is not None:  # an error is on its way out: let the write finish first
+                pending.exception()
+            if gc_was_enabled:
+                gc.enable()
+        self._finish_indexes(chosen)
+        return read
+
+    def _writer(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="projections-writer")
+        return self._executor
+
+    def _eligible(self, chosen: Sequence[Projection], raise_errors: bool) -> list[Projection]:
+        eligible = []
+        for projection in chosen:
+            failure = self.failed.get(projection.name)
+            if failure is None:
+                eligible.append(projection)
+            elif raise_errors:
+                raise ProjectionError(failure[1])
+            elif time.monotonic() - failure[0] >= RETRY_FAILED_AFTER:
+                del self.failed[projection.name]
+                eligible.append(projection)
+        return eligible
+
+    def prepare(
+        self,
+        chosen: Sequence[Projection],
+        size: int,
+        upto: int | None = None,
+        raise_errors: bool = True,
+        *,
+        assume: Mapping[str, tuple[int, int]] | None = None,
+    ) -> BatchPlan | None:
+        """Read the next slice of the log and map it, writing nothing; None when all are caught up.
+
+        ``assume`` gives the positions to start from instead of reading them (the ``after``
+        of a batch still being written); a wrong guess only makes the commit lose.
+        """
+        started = time.perf_counter()
+        eligible = self._eligible(chosen, raise_errors)
+        if assume is not None and all(p.name in assume for p in eligible):
+            positions = dict(assume)
+        else:
+            positions = self.db.positions()
+        head = self.log.max_id()
+        if upto is not None:
+            head = min(head, upto)
+        active = []
+        after: dict[str, tuple[int, int]] = {}
+        for projection in eligible:
+            stored = positions.get(projection.name)
+            if stored is None or stored[0] != projection.version:
+                message = (
+                    f"projection {projection.name} is at version {stored[0] if stored else 'none'} in the "
+                    f"database, this runner has version {projection.version}"
+                )
+                if raise_errors:
+                    raise ProjectionError(message)
+                self.failed[projection.name] = (time.monotonic(), message)
+                continue
+            if stored[1] < self._last_positions.get(projection.name, 0):
+                self._unindexed.add(projection.name)  # reset by another process: indexes went too
+            self._last_positions[projection.name] = stored[1]
+            after[projection.name] = stored
+            if stored[1] < head:
+                active.append((projection, stored))
+        if not active:
+            return None
+
+        start = min(stored[1] for _, stored in active)
+        topics = self._topic_filter([p for p, _ in active])
+        rows = self.log.read(start, head, size, topics)
+        end = rows[-1][0] if len(rows) == size else head
+        ids = [r[0] for r in rows]
+
+        planned: list[tuple[Projection, tuple[int, int], list[Op]]] = []
+        self._map(active, rows, ids, end, raise_errors, planned)
+        for projection, stored, _ in planned:
+            after[projection.name] = (stored[0], end)
+        return BatchPlan(planned, start, end, head, len(rows), started, after)
+
+    def commit(self, plan: BatchPlan, raise_errors: bool = True) -> BatchReport:
+        """Write a prepared batch, but only for projections still at the position it was mapped from."""
+        applied: list[str] = []
+        lost: list[str] = []
+        end = plan.end
+        with self.db.transaction() as cur:
+            current = self.db.positions(cur, lock=[p.name for p, _, _ in plan.planned])
+            for projection, stored, ops in plan.planned:
+                if current.get(projection.name) != stored:
+                    lost.append(projection.name)  # another runner got there first
+                    continue
+                cur.execute(f"SAVEPOINT sp_{projection.name}")
+                try:
+                    self.writer.execute(cur, ops)
+                except Exception as exc:
+                    cur.execute(f"ROLLBACK TO SAVEPOINT sp_{projection.name}")
+                    message = (
+                        f"projection {projection.name} failed writing notifications "
+                        f"{stored[1] + 1}..{end}: {exc!r}"
+                    )
+                    if raise_errors:
+                        raise ProjectionError(message) from exc
+                    log.error(message)
+                    self.failed[projection.name] = (time.monotonic(), message)
+                    continue
+                cur.execute(f"RELEASE SAVEPOINT sp_{projection.name}")
+                self.db.set_position(cur, projection.name, projection.version, end)
+                applied.append(projection.name)
+        return BatchReport(
+            tuple(applied), tuple(lost), plan.start, end, plan.head, plan.notifications,
+            time.perf_counter() - plan.started, len(plan.planned),
+        )
+
+    def _map(
+        self,
+        active: Sequence[tuple[Projection, tuple[int, int]]],
+        rows: Sequence[RawNotification],
+        ids: Sequence[int],
+        end: int,
+        raise_errors: bool,
+        planned: list[tuple[Projection, tuple[int, int], list[Op]]],
+    ) -> None:
+        """Map the batch to row operations per projection (pure: nothing is written here).
+
+        Each notification is wrapped at most once however many projections read it, and
+        decoded only if one of them asks for its payload.
+        """
+        recorded: list[Recorded | None] = [None] * len(rows)
+        codec = self.log.codec
+        for projection, stored in active:
+            if stored[1] >= end:
+                continue
+            handles = self._handles[projection.name]
+            ops: list[Op] = []
+            row: RawNotification | None = None
+            try:
+                for i in range(bisect.bisect_right(ids, stored[1]), len(rows)):
+                    row = rows[i]
+                    topic = row[3]
+                    wanted = handles.get(topic)
+                    if wanted is None:
+                        wanted = handles[topic] = bool(projection.handles(topic))
+                    if not wanted:
+                        continue
+                    event = recorded[i]
+                    if event is None:
+                        event = recorded[i] = Recorded(row[0], row[1], row[2], topic, row[4], codec)
+                    ops.extend(projection.apply(event))
+            except Exception as exc:
+                where = f"notification {row[0]} ({row[3]})" if row is not None else f"notifications after {stored[1]}"
+                message = f"projection {projection.name} failed mapping {where}: {exc!r}"
+                if raise_errors:
+                    raise ProjectionError(message) from exc
+                log.error(message)
+                self.failed[projection.name] = (time.monotonic(), message)
+                continue
+            planned.append((projection, stored, ops))
+
+    @staticmethod
+    def _topic_filter(active: Sequence[Projection]) -> list[str] | None:
+        """Push topic filtering into the query when every active projection lists its topics.
+
+        A projection that overrides ``handles`` may want topics beyond its set, so it
+        disables the push-down.
+        """
+        union: set[str] = set()
+        for projection in active:
+            if projection.topics is None or type(projection).handles is not Projection.handles:
+                return None
+            union |= projection.topics
+        return sorted(union)
+
+    # -- reading -------------------------------------------------------------------------
+    def frame(self, table: str) -> pl.DataFrame:
+        """One of this runner's tables as a Polars frame, typed by its declaration."""
+        return read_frame(self.db, self.writer.table(table))
+
+    # -- reporting -------------------------------------------------------------------------
+    def status(self, names: str | Sequence[str] | None = None) -> list[ProjectionStatus]:
+        chosen = self.select(names)
+        head = self.log.max_id()
+        rows: list[tuple[Any, ...]] = []
+        if self.db.table_exists(TRACKING_TABLE):
+            _, rows = self.db.query(f"SELECT name, version, position, updated_at FROM {TRACKING_TABLE}")
+        stored = {r[0]: r for r in rows}
+        result = []
+        for projection in chosen:
+            row = stored.get(projection.name)
+            result.append(ProjectionStatus(
+                name=projection.name,
+                version=projection.version,
+                stored_version=int(row[1]) if row else None,
+                position=int(row[2]) if row else 0,
+                head=head,
+                updated_at=str(row[3]) if row else None,
+            ))
+        return result
+
+    def lag(self, names: str | Sequence[str] | None = None) -> dict[str, int]:
+        """Notifications each projection is behind the head of the log."""
+        return {s.name: s.lag for s in self.status(names)}
+
+    def wait_for(
+        self,
+        notification_id: int,
+        timeout: float = 5.0,
+        *,
+        names: str | Sequence[str] | None = None,
+        poll: float = 0.05,
+        drive: bool = False,
+    ) -> bool:
+        """Wait until the projections have applied ``notification_id``; False on timeout.
+
+        A page that just sent a command waits for the id the command returned. With
+        ``drive`` the caller catches up itself instead of only waiting for a runner
+        process (safe alongside one: the loser of each batch discards its work).
+        """
+        chosen = [p.name for p in self.select(names)]
+        if drive:
+            deadline = time.monotonic() + timeout
+            while True:
+                self.catch_up(chosen, upto=notification_id)
+                if wait_for_position(self.db, notification_id, chosen, timeout=0):
+                    return True
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(poll)
+        return wait_for_position(self.db, notification_id, chosen, timeout=timeout, poll=poll)
+
+    def run_forever(
+        self,
+        poll_interval: float = 0.5,
+        stop: threading.Event | None = None,
+        *,
+        on_batch: Callable[[BatchReport], None] | None = None,
+        on_idle: Callable[[], None] | None = None,
+    ) -> None:
+        """Catch up, then keep following the log until ``stop`` is set.
+
+        Transient database errors (a lock held too long, a dropped connection) are logged
+        and retried after ``poll_interval``; a failing projection is set aside and retried
+        later while the others keep running.
+        """
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            try:
+                read = self.catch_up(raise_errors=False, stop=stop, on_batch=on_batch)
+            except ProjectionError:
+                raise
+            except Exception as exc:  # the database, not the projection: retry
+                log.warning("projection runner: %r; retrying in %.1fs", exc, poll_interval)
+                stop.wait(poll_interval)
+                self._reconnect()
+                continue
+            if read == 0:
+                if on_idle is not None:
+                    on_idle()
+                stop.wait(poll_interval)
+
+    def _reconnect(self) -> None:
+        """After a database error: replace connections the server dropped (a restart, a failover)."""
+        for db in (self.db, getattr(self.log, "db", None)):
+            if isinstance(db, Database):
+                try:
+                    db.reconnect_if_broken()
+                except Exception as exc:  # still down: the next round tries again
+                    log.warning("projection runner: cannot reconnect yet: %r", exc)
+
+
+def _done(report: BatchReport) -> Future[BatchReport]:
+    future: Future[BatchReport] = Future()
+    future.set_result(report)
+    return future
+
+
+def wait_for_position(
+    source: Config | Database,
+    notification_id: int,
+    names: Sequence[str],
+    *,
+    timeout: float = 5.0,
+    poll: float = 0.05,
+) -> bool:
+    """Poll the tracking table until every named projection has reached ``notification_id``.
+
+    Needs only the read-model database, not the event store or the projections' code,
+    so a UI or API process can wait for a runner that lives elsewhere.
+    """
+    with _opened(source) as db:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                positions = db.positions()
+            except Exception:  # the tracking table does not exist before the first run
+                positions = {}
+            if all(positions.get(name, (0, -1))[1] >= notification_id for name in names):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(poll)
+
+
+@contextmanager
+def _opened(source: Config | Database) -> Iterator[Database]:
+    if isinstance(source, Database):
+        yield source
+        return
+    db = connect(source)
+    try:
+        yield db
+    finally:
+        db.close()

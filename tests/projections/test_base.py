@@ -1,0 +1,234 @@
+"""Pure tests of the projection model: decoding events into plain data, the audit mapping,
+table and projection declarations. No store: events are encoded by an in-memory application."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields, is_dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from domain.identity import Actor, Role
+from domain.parties import ApplicationUnit, UnitKind
+from marketplace.store import MarketplaceApplication
+from projections.audit import SUMMARY_LENGTH, AuditProjection, summarise
+from projections.base import (
+    INT,
+    TEXT,
+    Codec,
+    Insert,
+    Projection,
+    ProjectionError,
+    Recorded,
+    Table,
+    canonical_uuid,
+    plain_state,
+    topic_parts,
+    unwrap,
+)
+
+APP = MarketplaceApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+TRANSCODER = APP.mapper.transcoder
+
+
+def to_plain(value: Any) -> Any:
+    """The plain form the projections promise, computed independently of the decoder."""
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, list | tuple):
+        return [to_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items()}
+    return value
+
+
+actors = st.builds(
+    lambda user, role, unit: Actor(user, role, unit_id=unit if role in (Role.UNIT_ADMIN, Role.UNIT_ANALYST) else None),
+    st.text(min_size=1, max_size=10),
+    st.sampled_from([r for r in Role if r is not Role.PROVIDER_STAFF]),
+    st.uuids(),
+)
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.text(max_size=30),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.uuids(), st.sampled_from(list(Role)), st.sampled_from(list(UnitKind)),
+    st.datetimes(timezones=st.just(UTC)), st.dates(), st.decimals(allow_nan=False, allow_infinity=False, places=3),
+    actors,
+)
+# eventsourcing's own JSON format reserves these two keys for its type wrappers.
+keys = st.text(max_size=10).filter(lambda k: k not in ("_type_", "_data_"))
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=3),
+    max_leaves=8,
+)
+attributes = st.dictionaries(keys, values, max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(attributes)
+def test_plain_decoding_gives_json_native_values_of_the_stored_attributes(attrs: dict[str, Any]) -> None:
+    stored = TRANSCODER.encode(attrs)
+    expected = to_plain(attrs)
+    assert plain_state(stored) == expected
+    assert unwrap(json.loads(stored)) == expected  # the cheap raw path ends in the same place
+    assert Codec(APP.mapper).plain(stored) == expected
+    shared = Recorded(1, uuid4(), 1, "domain.x:Y.Happened", stored, Codec(APP.mapper))
+    assert shared.raw == json.loads(stored)
+    assert shared.data == expected  # derived from the parse another projection already made
+
+
+@settings(max_examples=200, deadline=None)
+@given(attributes)
+def test_art18_audit_summary_is_the_same_from_raw_or_plain_and_stays_short(attrs: dict[str, Any]) -> None:
+    stored = TRANSCODER.encode(attrs)
+    summary = summarise(json.loads(stored))
+    assert summary == summarise(plain_state(stored))
+    assert len(summary) <= SUMMARY_LENGTH
+
+
+def test_art18_audit_summary_leaves_out_what_has_its_own_columns() -> None:
+    attrs = {"timestamp": datetime(2026, 1, 1, tzinfo=UTC), "originator_topic": "domain.x:Y", "name": "Acme",
+             "by": Actor("hidden-user", Role.OPERATOR_ADMIN), "amount": Decimal("1.50"), "tags": ["a", "b"]}
+    assert summarise(json.loads(TRANSCODER.encode(attrs))) == 'name=Acme, amount=1.50, tags=["a","b"]'
+    long = summarise({"text": "x" * 500, "more": "y" * 500, "most": "z" * 500})
+    assert len(long) == SUMMARY_LENGTH and long.endswith("…") and long.startswith("text=" + "x" * 79 + "…")
+
+
+@given(st.uuids())
+def test_ids_read_the_same_from_either_store(value: UUID) -> None:
+    assert canonical_uuid(value) == canonical_uuid(value.hex) == canonical_uuid(str(value)) == str(value)
+
+
+def test_topic_names_the_aggregate_and_the_event() -> None:
+    assert topic_parts("domain.parties:ApplicationUnit.Registered") == ("ApplicationUnit", "Registered")
+    assert topic_parts("domain.licensing:Subscription.Terms.Changed") == ("Subscription.Terms", "Changed")
+
+
+def unit_events() -> list[Recorded]:
+    actor = Actor("alice", Role.UNIT_ADMIN, unit_id=uuid4())
+    unit = ApplicationUnit.register(
+        name="Acme", credit_code="91150200MA0000000C", kind=UnitKind.COMPANY, contact_email="a@b.cn",
+        admin_user_id="alice", by=actor,
+    )
+    unit.add_member(user_id="bob", role=Role.UNIT_ANALYST, by=actor)
+    stored = [APP.mapper.to_stored_event(e) for e in unit.collect_events()]
+    return [
+        Recorded(i + 1, s.originator_id.hex, s.originator_version, s.topic, s.state, Codec(APP.mapper))  # type: ignore[union-attr]
+        for i, s in enumerate(stored)
+    ]
+
+
+def test_recorded_decodes_lazily_to_plain_data_or_the_typed_domain_event() -> None:
+    registered, added = unit_events()
+    assert registered.aggregate_type == "ApplicationUnit" and registered.event_name == "Registered"
+    assert registered._data is None  # nothing decoded until asked
+    assert registered.data["kind"] == "company"
+    assert registered.actor is not None
+    assert (registered.actor["user_id"], registered.actor["role"], registered.actor["provider_id"]) == (
+        "alice", "unit_admin", None)
+    assert UUID(registered.actor["unit_id"])  # ids come out in their dashed text form
+    event = added.domain_event
+    assert event.user_id == "bob" and event.role is Role.UNIT_ANALYST and event.by.user_id == "alice"
+    assert str(event.originator_id) == added.originator_id
+    assert datetime.fromisoformat(added.timestamp or "") == event.timestamp
+
+
+def test_codec_decodes_compressed_and_encrypted_stores() -> None:
+    from eventsourcing.cipher import AESCipher
+
+    key = AESCipher.create_key(16)
+    app = MarketplaceApplication(env={
+        "PERSISTENCE_MODULE": "eventsourcing.popo", "COMPRESSOR_TOPIC": "eventsourcing.compressor:ZlibCompressor",
+        "CIPHER_TOPIC": "eventsourcing.cipher:AESCipher", "CIPHER_KEY": key,
+    })
+    actor = Actor("alice", Role.UNIT_ADMIN, unit_id=uuid4())
+    unit = ApplicationUnit.register(
+        name="Acme", credit_code="91150200MA0000000C", kind=UnitKind.NGO, contact_email="a@b.cn",
+        admin_user_id="alice", by=actor,
+    )
+    stored = app.mapper.to_stored_event(unit.collect_events()[0])
+    with pytest.raises(ValueError):
+        json.loads(stored.state)  # really not plain JSON
+    recorded = Recorded(1, stored.originator_id, 1, stored.topic, stored.state, Codec(app.mapper))
+    assert recorded.data["name"] == "Acme" and recorded.raw["kind"]["_data_"] == "ngo"
+    assert recorded.domain_event.kind is UnitKind.NGO
+
+
+def test_art18_audit_row_holds_position_actor_and_summary() -> None:
+    _, added = unit_events()
+    (op,) = AuditProjection().apply(added)
+    assert isinstance(op, Insert) and op.table == "rm_audit_events"
+    row = dict(zip(AuditProjection.tables[0].column_names, op.row, strict=True))
+    assert row == {
+        "notification_id": 2, "timestamp": added.timestamp, "topic": "domain.parties:ApplicationUnit.MemberAdded",
+        "aggregate_type": "ApplicationUnit", "aggregate_id": added.originator_id, "version": 2,
+        "event_name": "MemberAdded", "actor_user_id": "alice", "actor_role": "unit_admin",
+        "summary": "user_id=bob, role=unit_analyst",
+    }
+
+
+def test_audit_leaves_the_actor_empty_for_events_that_name_none() -> None:
+    state = TRANSCODER.encode({"timestamp": datetime(2026, 1, 1, tzinfo=UTC), "subscription_id": uuid4()})
+    event = Recorded(9, uuid4(), 3, "domain.parties:ApplicationUnit.SubscriptionLinked", state, Codec(APP.mapper))
+    (op,) = AuditProjection().apply(event)
+    assert isinstance(op, Insert)
+    assert op.row[1] == "2026-01-01T00:00:00+00:00" and op.row[7:9] == (None, None)
+    assert op.row[9].startswith("subscription_id=")
+
+
+def test_tables_refuse_bad_names_keys_and_types() -> None:
+    with pytest.raises(ProjectionError, match="lower-case"):
+        Table("RM_x", {"id": INT}, key=("id",))
+    with pytest.raises(ProjectionError, match="needs a primary key"):
+        Table("rm_x_t", {"id": INT}, key=())
+    with pytest.raises(ProjectionError, match="no column 'other'"):
+        Table("rm_x_t", {"id": INT}, key=("id",), indexes=(("other",),))
+    with pytest.raises(ProjectionError, match="not a ColumnType"):
+        Table("rm_x_t", {"id": "int"}, key=("id",))  # type: ignore[dict-item]
+    table = Table("rm_x_t", {"id": INT, "name": TEXT}, key=["id"], indexes=[["name"]])  # type: ignore[arg-type]
+    assert table.key == ("id",) and table.indexes == (("name",),) and table.column_names == ("id", "name")
+
+
+def test_projections_refuse_misdeclaration() -> None:
+    class NoTables(Projection):
+        name = "empty"
+
+    class BadName(Projection):
+        name = "Bad-Name"
+        tables = (Table("rm_bad_t", {"id": INT}, key=("id",)),)
+
+    class Twice(Projection):
+        name = "twice"
+        tables = (Table("rm_twice_t", {"id": INT}, key=("id",)), Table("rm_twice_t", {"id": INT}, key=("id",)))
+
+    with pytest.raises(ProjectionError, match="declares no tables"):
+        NoTables().check()
+    with pytest.raises(ProjectionError, match="lower-case identifier"):
+        BadName().check()
+    with pytest.raises(ProjectionError, match="declares a table twice"):
+        Twice().check()
+    AuditProjection().check()
+    assert AuditProjection().handles("anything:At.All")
+
+
+def test_timestamps_keep_their_order_as_text() -> None:
+    """The audit stores ISO text on SQLite; whole seconds drop their fraction, yet order holds."""
+    base = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
+    stamps = [base + timedelta(microseconds=m) for m in (0, 1, 999_999, 1_000_000)]
+    assert sorted(s.isoformat() for s in stamps) == [s.isoformat() for s in stamps]

@@ -1,0 +1,175 @@
+"""The portable read-model layer: row operations executed in batches mean the same as one by
+one; tables and frames look the same on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
+
+from marketplace.config import Config
+from projections.base import (
+    BOOL,
+    FLOAT,
+    INT,
+    TEXT,
+    TIMESTAMP,
+    Delete,
+    Increment,
+    Insert,
+    Op,
+    ProjectionError,
+    Table,
+    Update,
+    Upsert,
+)
+from projections.db import COPY_THRESHOLD, Database, OpWriter, connect, memory, read_frame
+
+SCORES = Table("rm_t_scores", {"k": INT, "a": INT, "b": TEXT}, key=("k",))
+PAIRS = Table("rm_t_pairs", {"k1": TEXT, "k2": INT, "n": INT, "x": FLOAT}, key=("k1", "k2"))
+LOG = Table("rm_t_log", {"seq": INT, "what": TEXT}, key=("seq",))
+TABLES = {t.name: t for t in (SCORES, PAIRS, LOG)}
+
+small = st.integers(0, 3)
+score_key = st.fixed_dictionaries({"k": small})
+pair_key = st.fixed_dictionaries({"k1": st.sampled_from(["p", "q"]), "k2": small})
+op_strategy = st.one_of(
+    st.builds(lambda key, a, b: Upsert(SCORES.name, {**key, "a": a, "b": b}), score_key, small, st.text(max_size=3)),
+    st.builds(lambda key, a: Upsert(SCORES.name, {**key, "a": a}), score_key, small),
+    st.builds(lambda key, b: Update(SCORES.name, key, {"b": b}), score_key, st.text(max_size=3)),
+    st.builds(lambda key: Delete(SCORES.name, key), score_key),
+    st.builds(lambda key, d: Increment(SCORES.name, key, {"a": d}), score_key, st.integers(-5, 5)),
+    st.builds(lambda key, n, x: Increment(PAIRS.name, key, {"n": n, "x": x}), pair_key, small,
+              st.sampled_from([0.5, 1.25, -2.0])),
+    st.builds(lambda key: Delete(PAIRS.name, key), pair_key),
+    st.builds(lambda key, n: Upsert(PAIRS.name, {**key, "n": n}), pair_key, small),
+    st.builds(lambda what: Insert(LOG.name, (None, what)), st.text(max_size=3)),
+    # Operations on appended rows, before or after their insert: order on one row must hold.
+    st.builds(lambda seq, what: Update(LOG.name, {"seq": seq}, {"what": what}), st.integers(0, 8), st.text(max_size=3)),
+    st.builds(lambda seq: Delete(LOG.name, {"seq": seq}), st.integers(0, 8)),
+)
+
+
+def numbered(ops: Sequence[Op]) -> list[Op]:
+    """Give appended log rows increasing keys, as a real append-only table would have."""
+    return [Insert(op.table, (i, op.row[1])) if isinstance(op, Insert) else op for i, op in enumerate(ops)]
+
+
+def contents(db: Database) -> dict[str, list[tuple[Any, ...]]]:
+    return {name: db.query(f"SELECT * FROM {name} ORDER BY {', '.join(t.key)}")[1] for name, t in TABLES.items()}
+
+
+def fresh_db() -> Database:
+    db = memory()
+    with db.transaction() as cur:
+        db.reset_tables(cur, list(TABLES.values()), drop=True)
+    return db
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(op_strategy, max_size=40))
+def test_batched_operations_equal_the_same_operations_one_by_one(raw_ops: list[Op]) -> None:
+    ops = numbered(raw_ops)
+    batched, one_by_one = fresh_db(), fresh_db()
+    with batched.transaction() as cur:
+        OpWriter(batched, TABLES).execute(cur, ops)
+    writer = OpWriter(one_by_one, TABLES)
+    for op in ops:
+        with one_by_one.transaction() as cur:
+            writer.execute(cur, [op])
+    assert contents(batched) == contents(one_by_one)
+
+
+def test_increment_creates_the_row_then_adds() -> None:
+    db = fresh_db()
+    with db.transaction() as cur:
+        OpWriter(db, TABLES).execute(cur, [
+            Upsert(PAIRS.name, {"k1": "p", "k2": 1, "x": 1.0}),  # n left NULL: counts from zero
+            Increment(PAIRS.name, {"k1": "p", "k2": 1}, {"n": 2, "x": 0.5}),
+            Increment(PAIRS.name, {"k1": "q", "k2": 1}, {"n": 3}),
+            Increment(PAIRS.name, {"k1": "q", "k2": 1}, {"n": 4}),
+        ])
+    assert db.query("SELECT k1, k2, n, x FROM rm_t_pairs ORDER BY k1")[1] == [("p", 1, 2, 1.5), ("q", 1, 7, None)]
+
+
+@pytest.mark.parametrize(
+    ("op", "problem"),
+    [
+        (Update(SCORES.name, {"a": 1}, {"b": "x"}), "must name exactly its key"),
+        (Delete(PAIRS.name, {"k1": "p"}), "must name exactly its key"),
+        (Increment(SCORES.name, {"k": 1}, {"b": 1}), "not numeric"),
+        (Upsert(SCORES.name, {"a": 1}), "must include its key"),
+        (Upsert(SCORES.name, {"k": 1, "zzz": 1}), "unknown columns"),
+        (Insert("rm_t_missing", (1,)), "no projection here declares"),
+        ("not an op", "not a row operation"),
+    ],
+)
+def test_malformed_operations_are_refused_by_name(op: Any, problem: str) -> None:
+    db = fresh_db()
+    with pytest.raises(ProjectionError, match=problem), db.transaction() as cur:
+        OpWriter(db, TABLES).execute(cur, [op])
+    assert contents(db) == contents(fresh_db())  # the transaction rolled back
+
+
+KINDS = Table(
+    "rm_t_kinds",
+    {"id": INT, "name": TEXT, "ratio": FLOAT, "flag": BOOL, "at": TIMESTAMP},
+    key=("id",), indexes=(("name",), ("flag", "at")),
+)
+
+
+@pytest.mark.parametrize("rows", [3, COPY_THRESHOLD + 5])  # executemany, and COPY on PostgreSQL
+def test_every_column_type_reads_back_with_the_same_dtype_on_both_stores(config: Config, rows: int) -> None:
+    stamps = [datetime(2026, 3, 1, 8, 0, s % 60, (s * 7919) % 1_000_000, tzinfo=UTC) for s in range(rows)]
+    ops: list[Op] = [
+        Insert(KINDS.name, (i, f"row {i}" if i % 3 else None, i / 4, i % 2 == 0, stamps[i].isoformat()))
+        for i in range(rows)
+    ]
+    with connect(config) as db:
+        with db.transaction() as cur:
+            db.reset_tables(cur, [KINDS], drop=True)
+            OpWriter(db, {KINDS.name: KINDS}).execute(cur, ops)
+        frame = read_frame(db, KINDS)
+    expected = pl.DataFrame(
+        {
+            "id": list(range(rows)),
+            "name": [f"row {i}" if i % 3 else None for i in range(rows)],
+            "ratio": [i / 4 for i in range(rows)],
+            "flag": [i % 2 == 0 for i in range(rows)],
+            "at": stamps,
+        },
+        schema={"id": pl.Int64, "name": pl.String, "ratio": pl.Float64, "flag": pl.Boolean,
+                "at": pl.Datetime("us", "UTC")},
+    )
+    assert_frame_equal(frame, expected)
+
+
+def test_an_empty_table_still_has_its_declared_dtypes(config: Config) -> None:
+    with connect(config) as db:
+        with db.transaction() as cur:
+            db.reset_tables(cur, [KINDS], drop=True)
+        frame = read_frame(db, KINDS)
+    assert frame.height == 0
+    assert dict(frame.schema) == {"id": pl.Int64, "name": pl.String, "ratio": pl.Float64, "flag": pl.Boolean,
+                                  "at": pl.Datetime("us", "UTC")}
+
+
+def test_deferred_indexes_are_created_later_and_only_once(config: Config) -> None:
+    with connect(config) as db:
+        with db.transaction() as cur:
+            db.reset_tables(cur, [KINDS], drop=True, indexes=False)
+        with db.transaction() as cur:
+            db.create_indexes(cur, [KINDS])
+            db.create_indexes(cur, [KINDS])  # idempotent
+        if db.dialect == "sqlite":
+            _, rows = db.query("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'rm_t_kinds'")
+        else:
+            _, rows = db.query("SELECT indexname FROM pg_indexes WHERE tablename = 'rm_t_kinds'")
+    names = sorted(r[0] for r in rows if r[0].startswith("rm_t_kinds__"))  # not the primary key's own
+    assert names == ["rm_t_kinds__flag_at", "rm_t_kinds__name"]

@@ -1,0 +1,387 @@
+"""The projection runner on a real SQLite file and a real PostgreSQL: exactly once, rebuilds,
+versions, lag, waiting for a command's notification, failures kept apart, other processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable
+
+import polars as pl
+import pytest
+from projection_helpers import (
+    CountingProjection,
+    MembersProjection,
+    OpenRunner,
+    UnitsProjection,
+    assert_same_tables,
+    bulk_save,
+    counting_totals,
+    credit_code,
+    fresh,
+    log_totals,
+    populate,
+    subprocess_env,
+    unit_admin,
+)
+
+from domain.parties import ApplicationUnit
+from marketplace.bootstrap import Marketplace
+from marketplace.config import Config
+from projections.audit import AuditProjection
+from projections.base import INT, TEXT, Insert, Op, Projection, ProjectionError, Recorded, Table
+from projections.db import read_frame, scan_frame
+from projections.runner import Runner, wait_for_position
+
+
+def head_of(marketplace: Marketplace) -> int:
+    return int(marketplace.app.recorder.max_notification_id() or 0)
+
+
+def tables_of(runner: Runner) -> dict[str, pl.DataFrame]:
+    return {t.name: read_frame(runner.db, t) for p in runner.projections.values() for t in p.tables}
+
+
+def test_rebuild_from_zero_gives_the_tables_built_incrementally(
+    marketplace: Marketplace, open_runner: OpenRunner
+) -> None:
+    runner = open_runner(fresh(), app=marketplace.app, batch_size=7)  # odd batches cut commands apart
+    for round_ in range(4):
+        populate(marketplace.parties, round_ * 10, 10)
+        runner.catch_up()
+    incremental = tables_of(runner)
+    assert runner.lag() == dict.fromkeys(runner.projections, 0)
+
+    read = runner.rebuild()
+
+    assert read == marketplace.app.recorder.max_notification_id()
+    assert_same_tables(incremental, tables_of(runner))
+
+
+def test_every_event_is_counted_exactly_once(marketplace: Marketplace, open_runner: OpenRunner) -> None:
+    populate(marketplace.parties, 0, 12)
+    runner = open_runner([CountingProjection()], app=marketplace.app, batch_size=5)
+    runner.catch_up(limit=23)  # a partial catch-up stops mid-log ...
+    assert runner.lag()["counting"] == head_of(marketplace) - 23
+    runner.catch_up()  # ... and the rest continues from its tracked position
+    runner.catch_up()  # a second call finds nothing to do
+
+    totals = counting_totals(runner.frame("rm_counting_topics"))
+    assert totals == log_totals(marketplace.app)
+
+
+def test_audit_rows_name_the_actor_role_and_attributes(marketplace: Marketplace, open_runner: OpenRunner) -> None:
+    actor = unit_admin(7)
+    unit_id = marketplace.parties.register_unit(
+        actor, name="Acme Data", credit_code=credit_code(7), kind="ngo", contact_email="acme@example.cn"
+    )
+    nid = marketplace.parties.add_member(actor, unit_id, user_id="bob", role="unit_analyst")
+    runner = open_runner([AuditProjection()], app=marketplace.app)
+    runner.catch_up()
+
+    audit = runner.frame("rm_audit_events")
+    assert audit["notification_id"].to_list() == [nid - 1, nid]
+    first, second = audit.to_dicts()
+    assert first["aggregate_type"] == "ApplicationUnit" and first["event_name"] == "Registered"
+    assert first["aggregate_id"] == str(unit_id) and first["version"] == 1
+    assert (first["actor_user_id"], first["actor_role"]) == ("admin-7", "unit_admin")
+    assert "name=Acme Data" in first["summary"] and "kind=ngo" in first["summary"]
+    assert "by=" not in first["summary"] and "timestamp=" not in first["summary"]
+    assert second["summary"] == "user_id=bob, role=unit_analyst"
+    assert audit.schema["timestamp"] == pl.Datetime("us", "UTC")
+    assert first["timestamp"] <= second["timestamp"]
+
+
+def test_topic_filtered_projection_tracks_the_whole_log(marketplace: Marketplace, open_runner: OpenRunner) -> None:
+    populate(marketplace.parties, 0, 9)
+    runner = open_runner([MembersProjection(), UnitsProjection()], app=marketplace.app, batch_size=4)
+    runner.catch_up()
+    head = marketplace.app.recorder.max_notification_id()
+    assert runner.lag() == {"members": 0, "units": 0}
+    assert all(s.position == head for s in runner.status())
+
+    members = runner.frame("rm_members_members")
+    expected = sorted(
+        [(str(ApplicationUnit.create_id(credit_code(i))), f"admin-{i}") for i in range(9)]
+        + [(str(ApplicationUnit.create_id(credit_code(i))), f"analyst-{i}") for i in range(9) if i % 3 != 0]
+    )
+    assert sorted(zip(members["unit_id"], members["user_id"], strict=True)) == expected
+    units = runner.frame("rm_units_units").sort("name")
+    statuses = dict(zip(units["name"], units["status"], strict=True))
+    assert statuses["Unit 0"] == "qualified" and statuses["Unit 2"] == "rejected"
+    assert statuses["Unit 1"] == "pending_qualification"
+
+
+def test_bumped_version_rebuilds_and_an_older_runner_refuses(
+    marketplace: Marketplace, open_runner: OpenRunner
+) -> None:
+    populate(marketplace.parties, 0, 3)
+    old = open_runner([CountingProjection()], app=marketplace.app)
+    old.catch_up()
+
+    class CountingV2(CountingProjection):
+        version = 2
+
+    new = open_runner([CountingV2()], app=marketplace.app)
+    assert new.ensure() == ["counting"]  # reset to zero ...
+    assert new.lag()["counting"] == marketplace.app.recorder.max_notification_id()
+    new.catch_up()  # ... and rebuilt
+    assert counting_totals(new.frame("rm_counting_topics")) == log_totals(marketplace.app)
+
+    populate(marketplace.parties, 3, 1)
+    stale = open_runner([CountingProjection()], app=marketplace.app)
+    with pytest.raises(ProjectionError, match="version 2 of counting"):
+        stale.catch_up()
+    assert counting_totals(new.frame("rm_counting_topics"))[0] < log_totals(marketplace.app)[0]
+
+
+def test_a_dropped_table_is_rebuilt_on_start(marketplace: Marketplace, open_runner: OpenRunner) -> None:
+    populate(marketplace.parties, 0, 3)
+    runner = open_runner([CountingProjection()], app=marketplace.app)
+    runner.catch_up()
+    with runner.db.transaction() as cur:
+        cur.execute("DROP TABLE rm_counting_aggregates")
+    again = open_runner([CountingProjection()], app=marketplace.app)
+    assert again.ensure() == ["counting"]
+    again.catch_up()
+    assert again.frame("rm_counting_aggregates")["events"].sum() == log_totals(marketplace.app)[0]
+
+
+def test_art18_second_runner_loses_a_batch_the_first_committed(
+    marketplace: Marketplace, open_runner: OpenRunner
+) -> None:
+    populate(marketplace.parties, 0, 10)
+    first = open_runner([CountingProjection()], app=marketplace.app, batch_size=6)
+    second = open_runner([CountingProjection()], app=marketplace.app, batch_size=6)
+    first.ensure()
+    second.ensure()
+    # Both map the same batch from the same position; whoever commits second loses it.
+    plan_first = first.prepare(list(first.projections.values()), 6)
+    plan_second = second.prepare(list(second.projections.values()), 6)
+    assert plan_first is not None and plan_second is not None
+    assert first.commit(plan_first).applied == ("counting",)
+    report = second.commit(plan_second)
+    assert report.lost == ("counting",) and report.applied == ()
+    assert counting_totals(first.frame("rm_counting_topics"))[0] == 6
+
+    for _ in range(50):  # taking turns batch by batch, they finish the log between them
+        first.catch_up(limit=6)
+        second.catch_up(limit=6)
+    assert counting_totals(first.frame("rm_counting_topics")) == log_totals(marketplace.app)
+
+
+def test_wait_for_returns_when_the_runner_has_applied_the_commands_notification(
+    marketplace: Marketplace, open_runner: OpenRunner, config: Config
+) -> None:
+    runner = open_runner([AuditProjection(), MembersProjection()], app=marketplace.app, batch_size=50)
+    runner.ensure()
+    nid = populate(marketplace.parties, 0, 2)
+    assert runner.wait_for(nid, timeout=0.2) is False  # nobody is running the projections
+    assert wait_for_position(config, nid, ["audit"], timeout=0.1) is False
+
+    stop = threading.Event()
+    worker = open_runner([AuditProjection(), MembersProjection()], app=marketplace.app, batch_size=50)
+    thread = threading.Thread(target=worker.run_forever, args=(0.02, stop), daemon=True)
+    thread.start()
+    try:
+        assert runner.wait_for(nid, timeout=20)
+        nid = populate(marketplace.parties, 2, 1)  # a command while the runner follows the log
+        assert wait_for_position(config, nid, ["audit", "members"], timeout=20)
+        audit = read_frame(config, "rm_audit_events")
+        assert audit["notification_id"].max() == nid
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_wait_for_can_drive_the_catch_up_itself(marketplace: Marketplace, open_runner: OpenRunner) -> None:
+    runner = open_runner([MembersProjection()], app=marketplace.app)
+    nid = populate(marketplace.parties, 0, 2)
+    assert runner.wait_for(nid, timeout=10, drive=True)
+    assert runner.lag() == {"members": 0}
+
+
+class Exploding(Projection):
+    """Fails on the third event it sees: a bug in one read model."""
+
+    name = "exploding"
+    tables = (Table("rm_exploding_rows", {"id": INT, "topic": TEXT}, key=("id",)),)
+
+    def apply(self, event: Recorded) -> Iterable[Op]:
+        if event.notification_id == 3:
+            raise KeyError("no such attribute")
+        return (Insert("rm_exploding_rows", (event.notification_id, event.topic)),)
+
+
+class Duplicating(Projection):
+    """Writes a duplicate primary key on the fourth event: a failure at write time."""
+
+    name = "duplicating"
+    tables = (Table("rm_duplicating_rows", {"id": INT}, key=("id",)),)
+
+    def apply(self, event: Recorded) -> Iterable[Op]:
+        key = 1 if event.notification_id == 4 else event.notification_id
+        return (Insert("rm_duplicating_rows", (key,)),)
+
+
+def test_a_failing_projection_stops_alone_and_names_the_notification(
+    marketplace: Marketplace, open_runner: OpenRunner
+) -> None:
+    populate(marketplace.parties, 0, 3)
+    runner = open_runner([Exploding(), Duplicating(), CountingProjection()], app=marketplace.app, batch_size=2)
+    with pytest.raises(ProjectionError, match="exploding failed mapping notification 3"):
+        runner.catch_up()
+
+    runner.failed.clear()
+    runner.catch_up(raise_errors=False)
+    assert set(runner.failed) == {"exploding", "duplicating"}
+    assert "writing notifications 3..4" in runner.failed["duplicating"][1]
+    lag = runner.lag()
+    head = head_of(marketplace)
+    assert lag == {"exploding": head - 2, "duplicating": head - 2, "counting": 0}
+    assert runner.frame("rm_duplicating_rows")["id"].to_list() == [1, 2]  # its failed batch rolled back
+    assert counting_totals(runner.frame("rm_counting_topics")) == log_totals(marketplace.app)
+
+
+def test_misdeclared_projections_are_refused(open_runner: OpenRunner) -> None:
+    class BadPrefix(Projection):
+        name = "bad"
+        tables = (Table("rm_other_rows", {"id": INT}, key=("id",)),)
+
+    with pytest.raises(ProjectionError, match="must be named rm_bad_"):
+        open_runner([BadPrefix()])
+    with pytest.raises(ProjectionError, match="share a name"):
+        open_runner([CountingProjection(), CountingProjection()])
+    runner = open_runner([CountingProjection()])
+    with pytest.raises(ProjectionError, match="no projection named nope"):
+        runner.rebuild("nope")
+
+
+def test_events_written_by_another_process_appear_in_the_read_models(
+    marketplace: Marketplace, open_runner: OpenRunner, config: Config
+) -> None:
+    runner = open_runner([AuditProjection(), MembersProjection()], app=marketplace.app)
+    runner.catch_up()
+    script = (
+        "from marketplace.bootstrap import build\n"
+        "from projection_helpers import populate\n"
+        "mp = build()\n"
+        "print(populate(mp.parties, 500, 3))\n"
+        "mp.close()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], env=subprocess_env(config), capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    nid = int(done.stdout.strip().splitlines()[-1])
+
+    assert runner.wait_for(nid, timeout=20, drive=True)
+    audit = runner.frame("rm_audit_events")
+    assert audit["notification_id"].max() == nid
+    assert set(audit["actor_user_id"].drop_nulls()) >= {"admin-500", "admin-501", "admin-502"}
+    members = runner.frame("rm_members_members")
+    assert "analyst-500" in members["user_id"].to_list() and "analyst-501" not in members["user_id"].to_list()
+
+
+def test_read_frame_takes_a_table_or_a_query_and_scan_frame_is_lazy(
+    marketplace: Marketplace, open_runner: OpenRunner, config: Config
+) -> None:
+    populate(marketplace.parties, 0, 4)
+    runner = open_runner([AuditProjection()], app=marketplace.app)
+    runner.catch_up()
+    mark = "%s" if config.uses_postgres else "?"
+    by_query = read_frame(config, f"SELECT event_name, COUNT(*) AS n FROM rm_audit_events "
+                                  f"WHERE aggregate_type = {mark} GROUP BY event_name ORDER BY event_name",
+                          ["ApplicationUnit"])
+    assert by_query.columns == ["event_name", "n"]
+    assert dict(zip(by_query["event_name"], by_query["n"], strict=True))["Registered"] == 4
+    lazy = scan_frame(config, "rm_audit_events")
+    assert isinstance(lazy, pl.LazyFrame)
+    assert lazy.filter(pl.col("event_name") == "Registered").collect().height == 4
+    with pytest.raises(ProjectionError, match="rm_nothing_here does not exist"):
+        read_frame(config, "rm_nothing_here")
+
+
+def test_bulk_rebuild_defers_secondary_indexes_until_caught_up(
+    marketplace: Marketplace, open_runner: OpenRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import projections.runner as runner_module
+
+    monkeypatch.setattr(runner_module, "DEFER_INDEXES_LAG", 100)
+    bulk_save(marketplace.app, 0, 60)  # 420 events
+    runner = open_runner([MembersProjection()], app=marketplace.app, batch_size=50)
+    created: list[int] = []
+    original = runner.db.create_indexes
+
+    def spy(cur: object, tables: object) -> None:
+        created.append(runner.db.positions()["members"][1])
+        original(cur, tables)  # type: ignore[arg-type]
+
+    runner.db.create_indexes = spy  # type: ignore[method-assign]
+    runner.rebuild()
+    assert len(created) == 1 and created[0] >= head_of(marketplace) - 100
+    index = "rm_members_members__user_id"
+    if runner.db.dialect == "sqlite":
+        _, rows = runner.db.query("SELECT name FROM sqlite_master WHERE type = 'index' AND name = ?", (index,))
+    else:
+        _, rows = runner.db.query("SELECT indexname FROM pg_indexes WHERE indexname = %s", (index,))
+    assert rows == [(index,)]
+
+
+def test_run_forever_keeps_following_and_stops_on_request(
+    marketplace: Marketplace, open_runner: OpenRunner
+) -> None:
+    runner = open_runner(fresh(), app=marketplace.app, batch_size=20)
+    stop = threading.Event()
+    batches: list[int] = []
+    thread = threading.Thread(
+        target=runner.run_forever, kwargs={"poll_interval": 0.02, "stop": stop,
+                                           "on_batch": lambda b: batches.append(b.end)},
+        daemon=True,
+    )
+    thread.start()
+    try:
+        for start in (0, 5, 10):
+            populate(marketplace.parties, start, 5)
+            time.sleep(0.05)
+        deadline = time.monotonic() + 30
+        while any(runner.lag().values()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert batches == sorted(batches) and batches[-1] == marketplace.app.recorder.max_notification_id()
+    assert counting_totals(runner.frame("rm_counting_topics")) == log_totals(marketplace.app)
+
+
+def test_run_forever_reconnects_after_the_database_drops_its_connections(
+    marketplace: Marketplace, open_runner: OpenRunner, config: Config
+) -> None:
+    if not config.uses_postgres:
+        pytest.skip("SQLite has no server to drop a connection")
+    import psycopg
+
+    from projections.db import PostgresDatabase
+
+    runner = open_runner([CountingProjection()], app=marketplace.app, batch_size=10)
+    populate(marketplace.parties, 0, 2)
+    runner.catch_up()
+    assert isinstance(runner.db, PostgresDatabase)
+    pids = [runner.db.conn.info.backend_pid, runner.log.db.conn.info.backend_pid]  # type: ignore[attr-defined]
+    with psycopg.connect(runner.db._conninfo, autocommit=True) as admin:
+        for pid in pids:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    nid = populate(marketplace.parties, 2, 2)
+
+    stop = threading.Event()
+    thread = threading.Thread(target=runner.run_forever, args=(0.05, stop), daemon=True)
+    thread.start()
+    try:
+        assert wait_for_position(config, nid, ["counting"], timeout=30)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert counting_totals(runner.frame("rm_counting_topics")) == log_totals(marketplace.app)

@@ -15,7 +15,6 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import httpx
-from tests.api.conftest import World, tenant
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
@@ -23,6 +22,7 @@ from domain.identity import Actor, Role
 from marketplace.api.dpop import make_proof
 from marketplace.api.tokens import TokenAuthority
 from marketplace.keys import KeyRing
+from tests.api.conftest import World, tenant
 
 QUERY = {"dimensions": ["district"], "aggregates": [{"fn": "count"}]}
 ADMIN = Actor("admin", Role.OPERATOR_ADMIN)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 from uuid import UUID, uuid4
 
-from tests.api.conftest import World, tenant
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from domain.identity import Actor, Role
 from marketplace.api.tokens import AUDIENCE
+from tests.api.conftest import World, tenant
 
 GRANT = {"grant_type": "client_credentials"}
 

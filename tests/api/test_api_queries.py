@@ -8,10 +8,10 @@ from uuid import UUID
 
 import httpx
 import pyarrow as pa
-from tests.api.conftest import World, data_product, water_frame
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.api.conftest import World, data_product, water_frame
 from tests.scenario import active_subscription, approved_application
 
 QUERY = {"dimensions": ["district"], "aggregates": [{"fn": "count", "alias": "n"}]}

@@ -300,13 +300,7 @@ class DemandApplication(Aggregate):
                 user=by.user_id,
             )
         self._expert_opinion_added(
-            opinion=ExpertOpinion(
-                expert=require_text("expert", expert, max_length=200),
-                opinion=require_text("opinion", opinion, max_length=20_000),
-                recommendation=parse_enum("recommendation", ExpertRecommendation, recommendation),
-                recorded_by=by.user_id,
-            ),
-            by=by,
+            opinion=ExpertOpinion.parse(expert=expert, opinion=opinion, recommendation=recommendation, by=by), by=by
         )
 
     @event("ExpertOpinionAdded")

@@ -160,6 +160,16 @@ class ExpertOpinion:
     recommendation: ExpertRecommendation
     recorded_by: str
 
+    @classmethod
+    def parse(cls, *, expert: object, opinion: object, recommendation: object, by: Actor) -> ExpertOpinion:
+        """Validate an opinion as given on a form or command; each error names its field."""
+        return cls(
+            expert=require_text("expert", expert, max_length=200),
+            opinion=require_text("opinion", opinion, max_length=20_000),
+            recommendation=parse_enum("recommendation", ExpertRecommendation, recommendation),
+            recorded_by=by.user_id,
+        )
+
 
 class DataProduct(Aggregate):
     """A processed data product (art. 22), its versions, review, listing and prices (art. 24)."""
@@ -422,13 +432,7 @@ class DataProduct(Aggregate):
     ) -> None:
         """Record the expert committee's opinion (art. 6); it informs, the reviewer decides."""
         self._expert_opinion_added(
-            opinion=ExpertOpinion(
-                expert=require_text("expert", expert, max_length=200),
-                opinion=require_text("opinion", opinion, max_length=10_000),
-                recommendation=parse_enum("recommendation", ExpertRecommendation, recommendation),
-                recorded_by=by.user_id,
-            ),
-            by=by,
+            opinion=ExpertOpinion.parse(expert=expert, opinion=opinion, recommendation=recommendation, by=by), by=by
         )
 
     @event("ExpertOpinionAdded")

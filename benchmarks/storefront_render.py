@@ -12,6 +12,7 @@ the same render of an empty catalog. Target: ratio <= 5 at 1,000 products.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +25,11 @@ HOME = str(Path(__file__).resolve().parent.parent / "streamlit_app" / "Home.py")
 
 
 def _seed(config: Config, n: int) -> None:
+    # The seed reuses the test scenario helpers; ``shuyun bench`` runs from an installed entry
+    # point, which does not put the repository root (where ``tests/`` lives) on the path.
+    root = str(Path(__file__).resolve().parent.parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
     from tests.scenario import approved_resource, basic_plan, digest, staff
 
     mp = build(config)
@@ -91,7 +97,5 @@ def run(scale: float = 1.0) -> list[Result]:
 
 
 if __name__ == "__main__":
-    import sys
-
     for row in run(float(sys.argv[1]) if len(sys.argv) > 1 else 1.0):
         print(row)

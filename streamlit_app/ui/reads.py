@@ -1,16 +1,21 @@
 """The read side of the UI: every list and table a page shows comes from here.
 
-Why one module: the read models of issue 3 (``projections/views.py``) are being written
-alongside this UI. Until they land, this module answers from the one read model the
-runner already keeps, the audit trail (``rm_audit_events``: which aggregates exist, at
-which version), and loads each aggregate once per version through the application
-services' ``get`` (cached here, so a page render with 1,000 products reads one index
-query and no events once warm). Pages only see plain rows and Polars frames, so moving a
-function onto ``projections.views`` later changes this file and no page.
+Pages read the read models through ``projections.views`` (Polars frames kept by the
+projection runner), so a storefront render with 1,000 products is a handful of indexed
+queries, not 1,000 aggregate loads. Pages only see plain rows and frames from this
+module, so a view's columns changing touches this file and no page.
+
+A few reads have no read model yet and stay on the stopgap (load the aggregates listed
+by the audit read model through the services' ``get``, once per version):
+demand applications and demand-board posts (no demand projection), API clients (no
+credentials projection), and the staff roster and provider staff for the development
+sign-in (the catalog read model keeps only a provider's staff count). Those are the
+methods under "stopgap" below; everything else is a view.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,18 +27,13 @@ from uuid import UUID
 import polars as pl
 from eventsourcing.domain import Aggregate
 
-from domain.catalog import CatalogResource, Provider
+from domain.catalog import Provider
 from domain.credentials import ApiClient
 from domain.demand import DemandApplication, DemandPost
-from domain.feedback import Feedback
-from domain.incentives import ContributionEvaluation
-from domain.licensing import Subscription
-from domain.parties import ApplicationUnit, StaffMember
-from domain.products import DataProduct
-from domain.quality import QualityIssue
-from domain.usage import UsageLedger
+from domain.parties import StaffMember
 from marketplace.bootstrap import Marketplace
 from marketplace.sandbox.policy import policy_for
+from projections import views
 from projections.runner import Runner
 
 A = TypeVar("A", bound=Aggregate)
@@ -51,14 +51,266 @@ class Persona:
     provider_id: str | None = None
 
 
+CATALOG_SCHEMA: dict[str, Any] = {
+    "product_id": pl.String, "name": pl.String, "category": pl.String, "providers": pl.String,
+    "grade": pl.String, "delivery": pl.String, "lowest_price": pl.Float64, "price_cap": pl.Float64,
+    "free_for_public_welfare": pl.Boolean, "rating": pl.Float64, "ratings": pl.Int64, "subscribers": pl.Int64,
+    "status": pl.String,
+}
+
+
+def first(frame: pl.DataFrame) -> dict[str, Any] | None:
+    """The first row of a frame as a dict (``None`` if empty)."""
+    return None if frame.is_empty() else frame.row(0, named=True)
+
+
 class ReadSide:
     def __init__(self, mp: Marketplace, runner: Runner) -> None:
         self.mp = mp
         self.runner = runner
         self._cache: dict[str, tuple[int, Aggregate]] = {}
         self._lock = threading.Lock()
+        self._storefront: tuple[tuple[tuple[str, int], ...], pl.DataFrame] | None = None
 
-    # -- the index: which aggregates exist at which version -------------------------------------
+    @property
+    def db(self) -> Runner:
+        """What the views read from (the runner's read-model database)."""
+        return self.runner
+
+    # -- storefront (views.catalog, product_detail, data_dictionary, ...) -----------------------
+    def catalog(
+        self,
+        *,
+        search: str = "",
+        providers: Iterable[str] = (),
+        categories: Iterable[str] = (),
+        grades: Iterable[str] = (),
+        delivery: Iterable[str] = (),
+        max_price: float | None = None,
+        listed_only: bool = True,
+    ) -> pl.DataFrame:
+        """Products on the storefront with their facets; free for public welfare is always true (art. 24).
+
+        Search, grade and delivery go to ``views.catalog``; several categories or
+        providers at once (the view takes one) and the price ceiling are applied here.
+        """
+        grades, delivery, categories, providers = list(grades), list(delivery), list(categories), list(providers)
+        unfiltered = not (search.strip() or grades or delivery or categories or providers or max_price is not None)
+        if unfiltered and listed_only:
+            # The whole storefront is what every visitor meets first: reuse it while no read model has
+            # moved (positions are per projection, in the read-model database, so other processes'
+            # catch-ups count too).
+            positions = tuple((s.name, s.position) for s in self.runner.status())
+            with self._lock:
+                cached = self._storefront
+            if cached is not None and cached[0] == positions:
+                return cached[1]
+            frame = self._catalog(search, grades, delivery, categories, providers, max_price, listed_only)
+            with self._lock:
+                self._storefront = (positions, frame)
+            return frame
+        return self._catalog(search, grades, delivery, categories, providers, max_price, listed_only)
+
+    def _catalog(self, search: str, grades: list[str], delivery: list[str], categories: list[str],
+                 providers: list[str], max_price: float | None, listed_only: bool) -> pl.DataFrame:
+        frame = views.catalog(self.db, search=search.strip() or None, grade=grades or None,
+                              delivery=delivery or None, listed=True if listed_only else None)
+        frame = frame.select(
+            "product_id", "name", "category",
+            pl.col("providers").list.join(", ").fill_null("").alias("providers"),
+            "grade", pl.col("delivery_modes").list.join(", ").fill_null("").alias("delivery"),
+            pl.col("lowest_price").cast(pl.Float64), pl.col("price_cap").cast(pl.Float64),
+            "free_for_public_welfare", pl.col("rating_avg").cast(pl.Float64).alias("rating"),
+            pl.col("rating_count").alias("ratings"), pl.col("subscriber_count").alias("subscribers"), "status",
+        ).cast(CATALOG_SCHEMA)  # type: ignore[arg-type]
+        if categories:
+            frame = frame.filter(pl.col("category").is_in(categories))
+        for value in providers:
+            frame = frame.filter(pl.col("providers").str.contains(value, literal=True))
+        if max_price is not None:
+            frame = frame.filter(pl.col("lowest_price").is_null() | (pl.col("lowest_price") <= max_price))
+        return frame.sort("name")
+
+    def product(self, product_id: UUID | str) -> dict[str, Any] | None:
+        """One product as the read models hold it (status, providers, prices, ratings, subscribers)."""
+        return first(views.product_detail(self.db, str(product_id)))
+
+    def data_dictionary(self, product_id: UUID | str) -> pl.DataFrame:
+        return views.data_dictionary(self.db, str(product_id)).select(
+            pl.col("name").alias("field"), pl.col("dtype").alias("type"), "description", "personal")
+
+    def sample_statistics(self, product_id: UUID | str) -> dict[str, Any]:
+        """What the registered version tells (rows, fields, when): statistics, never rows (art. 22)."""
+        row = first(views.sample_statistics(self.db, str(product_id))) or {}
+        registered = row.get("registered_at")
+        return {
+            "versions": int(row.get("version") or 0),
+            "rows": int(row.get("row_count") or 0),
+            "fields": int(row.get("column_count") or 0),
+            "personal fields (never output)": int(row.get("personal_column_count") or 0),
+            "latest version registered": str(registered)[:10] if registered else "—",
+        }
+
+    def policy_words(self, product: dict[str, Any], dictionary: pl.DataFrame) -> dict[str, Any]:
+        """The product's sandbox policy, as the sandbox itself describes it (from the read model's fields)."""
+        fields = [(r["field"], r["type"], bool(r["personal"])) for r in dictionary.iter_rows(named=True)]
+        return policy_for(product["grade"], product["delivery_modes"] or [], fields).describe()
+
+    def plans(self, product_id: UUID | str) -> list[dict[str, Any]]:
+        """The plans currently on offer: the latest ``plan_set`` of each plan id in the price history."""
+        history = views.price_history(self.db, str(product_id))
+        if history.is_empty():
+            return []
+        current = (history.filter(pl.col("change") == "plan_set").sort("notification_id")
+                   .unique("plan_id", keep="last", maintain_order=True).sort("plan_id"))
+        return [json.loads(r["plan"]) for r in current.iter_rows(named=True) if r["plan"]]
+
+    def showcases(self, product_id: UUID | str | None = None) -> pl.DataFrame:
+        return views.showcases(self.db, None if product_id is None else str(product_id))
+
+    def feedback(self, product_id: UUID | str | None = None, unit_id: UUID | str | None = None) -> pl.DataFrame:
+        return views.feedback(self.db, None if product_id is None else str(product_id),
+                              None if unit_id is None else str(unit_id))
+
+    def product_names(self) -> dict[str, str]:
+        frame = views.catalog(self.db)
+        return dict(zip(frame["product_id"].to_list(), frame["name"].to_list(), strict=True))
+
+    # -- parties (views.units, unit_members, providers) ------------------------------------------
+    def providers(self) -> pl.DataFrame:
+        return views.providers(self.db)
+
+    def provider_names(self) -> dict[str, str]:
+        frame = self.providers()
+        return dict(zip(frame["provider_id"].to_list(), frame["name"].to_list(), strict=True))
+
+    def units(self, status: str | None = None) -> pl.DataFrame:
+        return views.units(self.db, status=status)
+
+    def unit(self, unit_id: UUID | str) -> dict[str, Any] | None:
+        return first(self.units().filter(pl.col("unit_id") == str(unit_id)))
+
+    def unit_members(self, unit_id: UUID | str) -> pl.DataFrame:
+        return views.unit_members(self.db, str(unit_id))
+
+    def personas(self) -> list[Persona]:
+        """Everyone the store records, in each role it records for them (for the dev sign-in).
+
+        Unit members come from the units read model; the staff roster and providers' staff
+        have no read model (stopgap: their aggregates, a handful).
+        """
+        out = [
+            Persona(s.user_id, role.value, f"{s.user_id} — {s.name}, {role.value}")
+            for s in sorted(self.all(StaffMember), key=lambda s: s.user_id)
+            for role in s.roles
+        ]
+        for p in sorted(self.all(Provider), key=lambda p: p.name):
+            out += [Persona(u, "provider_staff", f"{u} — provider staff of {p.name}", provider_id=str(p.id))
+                    for u in p.staff]
+        units = self.units()
+        members = views.unit_members(self.db, None)
+        joined = members.join(units.select("unit_id", pl.col("name").alias("unit_name"),
+                                           pl.col("status").alias("unit_status")), on="unit_id", how="inner")
+        for row in joined.sort("unit_name", "user_id").iter_rows(named=True):
+            out.append(Persona(row["user_id"], row["role"],
+                               f"{row['user_id']} — {row['role']} of {row['unit_name']} ({row['unit_status']})",
+                               unit_id=row["unit_id"]))
+        return out
+
+    def memberships(self, user_id: str) -> list[Persona]:
+        """The roles the store records for ``user_id`` (what a signed-in person may act as)."""
+        return [p for p in self.personas() if p.user_id == user_id]
+
+    # -- subscriptions and usage (views.unit_subscriptions, usage_periods, usage_daily) ---------
+    def subscriptions(self, *, unit_id: UUID | str | None = None, status: Any = None) -> pl.DataFrame:
+        """Subscriptions with signatures, entitlements and what is left this period."""
+        return views.unit_subscriptions(self.db, None if unit_id is None else str(unit_id), status=status)
+
+    def usage_periods(self, *, unit_id: UUID | str | None = None) -> pl.DataFrame:
+        return views.usage_periods(self.db, unit_id=None if unit_id is None else str(unit_id))
+
+    def usage_daily(self, *, unit_id: UUID | str | None = None) -> pl.DataFrame:
+        return views.usage_daily(self.db, unit_id=None if unit_id is None else str(unit_id))
+
+    # -- operator: pricing, feedback, incentives, queues (views.*) -------------------------------
+    def pricing_review(self) -> pl.DataFrame:
+        return views.pricing_review(self.db)
+
+    def plan_ids(self) -> list[str]:
+        """Plan ids on offer across products (from ``pricing_review``'s "plan_id (unit, stage): tiers")."""
+        plans = self.pricing_review()["plans"].explode().drop_nulls().to_list()
+        return sorted({str(p).split(" (", 1)[0] for p in plans})
+
+    def allowed_revenue(self) -> dict[str, Any]:
+        return first(views.allowed_revenue(self.db)) or {}
+
+    def revenue_by_period(self) -> pl.DataFrame:
+        return views.revenue_by_period(self.db)
+
+    def price_history(self, product_id: UUID | str) -> pl.DataFrame:
+        return views.price_history(self.db, str(product_id))
+
+    def feedback_review(self) -> pl.DataFrame:
+        return views.feedback_review(self.db)
+
+    def ratings_over_time(self) -> pl.DataFrame:
+        return views.ratings_over_time(self.db)
+
+    def contributions(self, period: str | None = None) -> pl.DataFrame:
+        return views.contributions(self.db, period)
+
+    def published_contributions(self, provider_id: UUID | str | None = None) -> pl.DataFrame:
+        return views.published_contributions(self.db, None if provider_id is None else str(provider_id))
+
+    def queue(self, role: Any, *, user_id: str | None = None, provider_id: UUID | str | None = None,
+              unit_id: UUID | str | None = None) -> pl.DataFrame:
+        return views.queue(self.db, role, user_id, None if provider_id is None else str(provider_id),
+                           unit_id=None if unit_id is None else str(unit_id))
+
+    # -- catalog entries, supply, quality (views.catalog_resources, supply_consents, quality_issues)
+    def resources(self, provider_id: UUID | str | None = None, status: Any = None) -> pl.DataFrame:
+        return views.catalog_resources(self.db, provider=None if provider_id is None else str(provider_id),
+                                       status=status)
+
+    def resource_versions(self, resource_id: UUID | str) -> pl.DataFrame:
+        return views.resource_versions(self.db, str(resource_id))
+
+    def supply(self, provider_id: UUID | str | None = None, status: Any = None) -> pl.DataFrame:
+        return views.supply_consents(self.db, provider_id=None if provider_id is None else str(provider_id),
+                                     status=status)
+
+    def issues(self, *, provider_id: UUID | str | None = None, status: Any = None) -> pl.DataFrame:
+        return views.quality_issues(self.db, provider_id=None if provider_id is None else str(provider_id),
+                                    status=status)
+
+    # -- audit (views.audit) ---------------------------------------------------------------------
+    def audit(
+        self, *, user: str = "", aggregate_type: str = "", event: str = "", limit: int = 500
+    ) -> pl.DataFrame:
+        """The audit trail read model, newest first, filtered.
+
+        ``views.audit`` filters by user; aggregate type and event name are filtered here
+        over a wider window, so a narrow filter still finds up to ``limit`` matches.
+        """
+        narrow = bool(aggregate_type or event)
+        frame = views.audit(self.db, user_id=user or None, limit=limit * 50 if narrow else limit)
+        if aggregate_type:
+            frame = frame.filter(pl.col("aggregate_type") == aggregate_type)
+        if event:
+            frame = frame.filter(pl.col("event_name") == event)
+        return frame.head(limit)
+
+    def audit_facets(self) -> tuple[list[str], list[str]]:
+        """Distinct aggregate types and actors for the audit filters (a read of the audit read model;
+        ``views`` has no facet query)."""
+        db = self.runner.db
+        if not db.table_exists(AUDIT):
+            return [], []
+        _, types = db.query(f"SELECT DISTINCT aggregate_type FROM {AUDIT} ORDER BY 1")
+        _, users = db.query(f"SELECT DISTINCT actor_user_id FROM {AUDIT} WHERE actor_user_id IS NOT NULL ORDER BY 1")
+        return [str(t[0]) for t in types], [str(u[0]) for u in users]
+
+    # -- stopgap: aggregates with no read model yet ------------------------------------------------
     def _versions(self, aggregate_type: str) -> dict[str, int]:
         db = self.runner.db
         if not db.table_exists(AUDIT):
@@ -70,7 +322,7 @@ class ReadSide:
         return {str(r[0]): int(r[1]) for r in rows}
 
     def all(self, cls: type[A]) -> list[A]:
-        """Every aggregate of ``cls``, each loaded once per version."""
+        """Every aggregate of ``cls``, each loaded once per version (stopgap: no read model for ``cls``)."""
         out: list[A] = []
         for key, version in self._versions(cls.__name__).items():
             with self._lock:
@@ -84,210 +336,26 @@ class ReadSide:
                 out.append(cached[1])  # type: ignore[arg-type]
         return out
 
-    def one(self, cls: type[A], key: UUID | str) -> A:
-        return self.mp.parties.get(cls, key)
-
-    # -- storefront ------------------------------------------------------------------------------
-    def provider_names(self) -> dict[UUID, str]:
-        return {p.id: p.name for p in self.all(Provider)}
-
-    def ratings(self) -> dict[UUID, tuple[float, int]]:
-        """Per product: average overall rating and number of ratings."""
-        sums: dict[UUID, list[int]] = {}
-        for f in self.all(Feedback):
-            sums.setdefault(f.product_id, []).append(f.content.rating)
-        return {k: (sum(v) / len(v), len(v)) for k, v in sums.items()}
-
-    def subscribers(self) -> dict[UUID, int]:
-        counts: dict[UUID, int] = {}
-        for s in self.all(Subscription):
-            if s.is_active:
-                counts[s.product_id] = counts.get(s.product_id, 0) + 1
-        return counts
-
-    def catalog(
-        self,
-        *,
-        search: str = "",
-        providers: Iterable[str] = (),
-        categories: Iterable[str] = (),
-        grades: Iterable[str] = (),
-        delivery: Iterable[str] = (),
-        max_price: float | None = None,
-        listed_only: bool = True,
-    ) -> pl.DataFrame:
-        """Products on the storefront with their facets; free for public welfare is always true (art. 24)."""
-        names = self.provider_names()
-        ratings = self.ratings()
-        subs = self.subscribers()
-        rows = []
-        for p in self.all(DataProduct):
-            if listed_only and not p.is_listed:
-                continue
-            prices = [t.unit_price for plan in p.plans.values() for t in plan.tiers]
-            rating = ratings.get(p.id, (None, 0))
-            rows.append({
-                "product_id": str(p.id),
-                "name": p.name,
-                "category": p.category,
-                "providers": ", ".join(sorted({names.get(s.provider_id, "?") for s in p.sources})),
-                "grade": p.grade.value,
-                "delivery": ", ".join(m.value for m in p.delivery_modes),
-                "lowest_price": float(min(prices)) if prices else None,
-                "price_cap": float(p.price_cap) if p.price_cap is not None else None,
-                "free_for_public_welfare": True,
-                "rating": rating[0],
-                "ratings": rating[1],
-                "subscribers": subs.get(p.id, 0),
-                "status": p.status.value,
-            })
-        frame = pl.DataFrame(rows, schema=CATALOG_SCHEMA)
-        if search.strip():
-            needle = search.strip().lower()
-            text = (pl.col("name") + " " + pl.col("category") + " " + pl.col("providers")).str.to_lowercase()
-            frame = frame.filter(text.str.contains(needle, literal=True))
-        for column, chosen in (("category", categories), ("grade", grades)):
-            chosen = list(chosen)
-            if chosen:
-                frame = frame.filter(pl.col(column).is_in(chosen))
-        for column, chosen in (("providers", providers), ("delivery", delivery)):
-            for value in chosen:
-                frame = frame.filter(pl.col(column).str.contains(value, literal=True))
-        if max_price is not None:
-            frame = frame.filter(pl.col("lowest_price").is_null() | (pl.col("lowest_price") <= max_price))
-        return frame.sort("name")
-
-    def policy_words(self, product: DataProduct) -> dict[str, Any]:
-        """The product's sandbox policy, as the sandbox itself describes it."""
-        return policy_for(product.grade, product.delivery_modes, product.fields).describe()
-
-    def data_dictionary(self, product: DataProduct) -> pl.DataFrame:
-        return pl.DataFrame(
-            [{"field": f.name, "type": getattr(f.dtype, "value", str(f.dtype)), "description": f.description,
-              "personal": f.personal}
-             for f in product.fields],
-            schema={"field": pl.String, "type": pl.String, "description": pl.String, "personal": pl.Boolean},
-        )
-
-    def sample_statistics(self, product: DataProduct) -> dict[str, Any]:
-        """What the registered version tells (rows, fields, when): statistics, never rows (art. 22)."""
-        latest = product.latest_version
-        return {
-            "versions": len(product.versions),
-            "rows": latest.row_count if latest else 0,
-            "fields": len(product.fields),
-            "personal fields (never output)": len(product.personal_fields),
-            "latest version registered": str(latest.registered_at)[:10] if latest else "—",
-        }
-
-    # -- parties ---------------------------------------------------------------------------------
-    def units(self, status: str | None = None) -> list[ApplicationUnit]:
-        units = self.all(ApplicationUnit)
-        return [u for u in units if status is None or u.status.value == status]
-
-    def personas(self) -> list[Persona]:
-        """Everyone the store records, in each role it records for them (for the dev sign-in)."""
-        out = [
-            Persona(s.user_id, role.value, f"{s.user_id} — {s.name}, {role.value}")
-            for s in sorted(self.all(StaffMember), key=lambda s: s.user_id)
-            for role in s.roles
-        ]
-        for p in sorted(self.all(Provider), key=lambda p: p.name):
-            out += [Persona(u, "provider_staff", f"{u} — provider staff of {p.name}", provider_id=str(p.id))
-                    for u in p.staff]
-        for u in sorted(self.all(ApplicationUnit), key=lambda u: u.name):
-            out += [Persona(user, role.value, f"{user} — {role.value} of {u.name} ({u.status.value})",
-                            unit_id=str(u.id)) for user, role in u.members.items()]
-        return out
-
-    def memberships(self, user_id: str) -> list[Persona]:
-        """The roles the store records for ``user_id`` (what a signed-in person may act as)."""
-        return [p for p in self.personas() if p.user_id == user_id]
-
-    # -- demand and licensing ------------------------------------------------------------------
-    def applications(self, *, unit_id: UUID | None = None, statuses: Iterable[str] = ()) -> list[DemandApplication]:
+    def applications(self, *, unit_id: UUID | str | None = None,
+                     statuses: Iterable[str] = ()) -> list[DemandApplication]:
+        """Stopgap: no demand-application read model (scope, scenario, controls, risk, decision)."""
         chosen = set(statuses)
+        unit = None if unit_id is None else UUID(str(unit_id))
         apps = [a for a in self.all(DemandApplication)
-                if (unit_id is None or a.unit_id == unit_id) and (not chosen or a.status.value in chosen)]
+                if (unit is None or a.unit_id == unit) and (not chosen or a.status.value in chosen)]
         return sorted(apps, key=lambda a: (a.filed_on, str(a.id)), reverse=True)
 
-    def subscriptions(self, *, unit_id: UUID | None = None, application_id: UUID | None = None) -> list[Subscription]:
-        return [s for s in self.all(Subscription)
-                if (unit_id is None or s.unit_id == unit_id)
-                and (application_id is None or s.application_id == application_id)]
-
-    def ledgers(self, subscription_ids: Iterable[UUID]) -> pl.DataFrame:
-        wanted = set(subscription_ids)
-        rows = [{"subscription_id": str(g.subscription_id), "period": g.period, "queries": g.queries_used,
-                 "rows": g.rows_used, "budget": float(g.budget_used), "refusals": g.refusals}
-                for g in self.all(UsageLedger) if g.subscription_id in wanted]
-        return pl.DataFrame(rows, schema={"subscription_id": pl.String, "period": pl.String, "queries": pl.Int64,
-                                          "rows": pl.Int64, "budget": pl.Float64, "refusals": pl.Int64})
-
-    def clients(self, unit_id: UUID) -> list[ApiClient]:
-        return [c for c in self.all(ApiClient) if c.unit_id == unit_id]
-
     def posts(self) -> list[DemandPost]:
+        """Stopgap: no demand-board read model."""
         return sorted(self.all(DemandPost), key=lambda p: -p.interest)
 
-    # -- catalog, quality, feedback, incentives ------------------------------------------------
-    def resources(self, provider_id: UUID | None = None) -> list[CatalogResource]:
-        return [r for r in self.all(CatalogResource) if provider_id is None or r.provider_id == provider_id]
-
-    def issues(self, *, provider_id: UUID | None = None, statuses: Iterable[str] = ()) -> list[QualityIssue]:
-        chosen = set(statuses)
-        return [i for i in self.all(QualityIssue)
-                if (provider_id is None or i.provider_id == provider_id) and (not chosen or i.status.value in chosen)]
-
-    def feedback(self, product_id: UUID | None = None) -> list[Feedback]:
-        return [f for f in self.all(Feedback) if product_id is None or f.product_id == product_id]
-
-    def evaluations(self, provider_id: UUID | None = None) -> list[ContributionEvaluation]:
-        return [e for e in self.all(ContributionEvaluation) if provider_id is None or e.provider_id == provider_id]
-
-    def products(self) -> list[DataProduct]:
-        return sorted(self.all(DataProduct), key=lambda p: p.name)
-
-    # -- audit -----------------------------------------------------------------------------------
-    def audit(
-        self, *, user: str = "", aggregate_type: str = "", event: str = "", limit: int = 500
-    ) -> pl.DataFrame:
-        """The audit trail read model, newest first, filtered."""
-        db = self.runner.db
-        if not db.table_exists(AUDIT):
-            return pl.DataFrame()
-        clauses, params = [], []
-        for column, value in (("actor_user_id", user), ("aggregate_type", aggregate_type), ("event_name", event)):
-            if value:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        columns, rows = db.query(
-            db.sql(f"SELECT notification_id, timestamp, aggregate_type, event_name, actor_user_id, actor_role, "
-                   f"aggregate_id, summary FROM {AUDIT}{where} ORDER BY notification_id DESC LIMIT {int(limit)}"),
-            tuple(params),
-        )
-        return pl.DataFrame([dict(zip(columns, (str(v) if v is not None else None for v in r), strict=True))
-                             for r in rows], schema=dict.fromkeys(columns, pl.String))
-
-    def audit_facets(self) -> tuple[list[str], list[str]]:
-        db = self.runner.db
-        if not db.table_exists(AUDIT):
-            return [], []
-        _, types = db.query(f"SELECT DISTINCT aggregate_type FROM {AUDIT} ORDER BY 1")
-        _, users = db.query(f"SELECT DISTINCT actor_user_id FROM {AUDIT} WHERE actor_user_id IS NOT NULL ORDER BY 1")
-        return [str(t[0]) for t in types], [str(u[0]) for u in users]
+    def clients(self, unit_id: UUID | str) -> list[ApiClient]:
+        """Stopgap: no credentials read model."""
+        unit = UUID(str(unit_id))
+        return [c for c in self.all(ApiClient) if c.unit_id == unit]
 
 
-CATALOG_SCHEMA: dict[str, Any] = {
-    "product_id": pl.String, "name": pl.String, "category": pl.String, "providers": pl.String,
-    "grade": pl.String, "delivery": pl.String, "lowest_price": pl.Float64, "price_cap": pl.Float64,
-    "free_for_public_welfare": pl.Boolean, "rating": pl.Float64, "ratings": pl.Int64, "subscribers": pl.Int64,
-    "status": pl.String,
-}
-
-
-def money(value: Decimal | float | None) -> str:
+def money(value: Decimal | float | str | None) -> str:
     return "—" if value is None else f"¥{Decimal(str(value)):,.2f}"
 
 

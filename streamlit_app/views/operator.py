@@ -9,21 +9,17 @@ actions and shows their refusals.
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import polars as pl
 import streamlit as st
 
-from domain.errors import DomainError
 from domain.identity import Actor
 from domain.products import DataProduct
 from streamlit_app.ui.auth import Session
 from streamlit_app.ui.context import Resources, command, pick
-
-#: Allowed maximum revenue per year the pricing projection compares against (a display setting
-#: until the pricing read model carries the configured figure).
-ALLOWED_MAX_REVENUE = Decimal("1000000")
+from streamlit_app.ui.reads import money
 
 
 def render(res: Resources, session: Session, *, read_only: bool = False) -> None:
@@ -60,39 +56,49 @@ def _reason(key: str) -> str:
 
 
 def queues(res: Resources, actor: Actor, read_only: bool) -> None:
-    units = {u.id: u for u in res.reads.units()}
-    products = {p.id: p for p in res.reads.products()}
+    unit_frame = res.reads.units()
+    units = dict(zip(unit_frame["unit_id"].to_list(), unit_frame["name"].to_list(), strict=True))
+    products = res.reads.product_names()
+    # -- what this role must act on next (the review-queue read model)
+    work = res.reads.queue(actor.role, user_id=actor.user_id)
+    st.subheader(f"Your work items ({work.height})")
+    if work.is_empty():
+        st.caption("Nothing waits for your role.")
+    else:
+        st.dataframe(work.select("queue", "subject", "action", "since", "deadline", "overdue", "note").to_pandas(),
+                     hide_index=True, width="stretch")
     # -- unit qualification
-    pending_units = [u for u in units.values() if u.status.value == "pending_qualification"]
+    pending_units = unit_frame.filter(pl.col("status") == "pending_qualification").to_dicts()
     st.subheader(f"Unit qualification ({len(pending_units)})")
     if pending_units:
-        st.dataframe(pl.DataFrame([{"unit": u.name, "kind": u.kind.value, "credit code": u.credit_code,
-                                    "contact": u.contact_email} for u in pending_units]).to_pandas(), hide_index=True)
+        st.dataframe(pl.DataFrame([{"unit": u["name"], "kind": u["kind"], "credit code": u["credit_code"],
+                                    "contact": u["contact_email"]} for u in pending_units]).to_pandas(),
+                     hide_index=True)
         if not read_only:
             with st.form("qualify_unit"):
-                index = pick("Unit", len(pending_units), lambda i: pending_units[i].name)
+                index = pick("Unit", len(pending_units), lambda i: pending_units[i]["name"])
                 approved = st.radio("Decision", ["qualify", "reject"], horizontal=True, key="qu_decision")
                 reason = _reason("qu_reason")
                 submitted = st.form_submit_button("Record decision")
             if submitted:
                 unit = pending_units[index]
                 command("qualify_unit", lambda: res.mp.parties.qualify_unit(
-                    actor, unit.id, approved=approved == "qualify", reason=reason), success=f"{unit.name}: decided.")
+                    actor, UUID(unit["unit_id"]), approved=approved == "qualify", reason=reason),
+                    success=f"{unit['name']}: decided.")
     # -- demand applications
     apps = res.reads.applications(statuses=["submitted", "under_review"])
     st.subheader(f"Demand applications to review ({len(apps)})")
     if apps:
         st.dataframe(pl.DataFrame([{
-            "unit": units[a.unit_id].name if a.unit_id in units else "?", "filed": str(a.filed_on),
-            "by": a.filed_by, "products": ", ".join(products[i.product_id].name for i in a.scope
-                                                    if i.product_id in products),
+            "unit": units.get(str(a.unit_id), "?"), "filed": str(a.filed_on),
+            "by": a.filed_by, "products": ", ".join(products[str(i.product_id)] for i in a.scope
+                                                    if str(i.product_id) in products),
             "purpose": f"{a.purpose} ({a.purpose_class.value})", "scenario": a.scenario,
             "period": f"{a.period_start} → {a.period_end}", "controls": "; ".join(a.security_controls),
             "status": a.status.value, "risk": a.risk_level.value if a.risk_level else "not assessed",
         } for a in apps]).to_pandas(), hide_index=True, width="stretch")
     if apps and not read_only:
-        labels = [f"{units[a.unit_id].name if a.unit_id in units else '?'} · {a.filed_on} · {a.status.value}"
-                  for a in apps]
+        labels = [f"{units.get(str(a.unit_id), '?')} · {a.filed_on} · {a.status.value}" for a in apps]
         with st.form("assess_risk"):
             st.markdown("**Risk assessment** (compliance reviewer)")
             index = pick("Application", len(apps), lambda i: labels[i], key="ar_app")
@@ -115,18 +121,19 @@ def queues(res: Resources, actor: Actor, read_only: bool) -> None:
                 actor, app.id, approved=decision == "approve", reason=reason), success="Application decided.")
     # -- approved applications still without a subscription per product
     approved_apps = res.reads.applications(statuses=["approved"])
-    have = {(s.application_id, s.product_id) for s in res.reads.subscriptions()}
+    subscriptions = res.reads.subscriptions()
+    have = set(zip(subscriptions["application_id"].to_list(), subscriptions["product_id"].to_list(), strict=True))
     offers = [(a, i.product_id) for a in approved_apps for i in a.scope
-              if (a.id, i.product_id) not in have and i.product_id in products]
+              if (str(a.id), str(i.product_id)) not in have and str(i.product_id) in products]
     st.subheader(f"Approved, awaiting a subscription ({len(offers)})")
     if offers and not read_only:
-        labels = [f"{units[a.unit_id].name if a.unit_id in units else '?'} · {products[p].name}" for a, p in offers]
+        labels = [f"{units.get(str(a.unit_id), '?')} · {products[str(p)]}" for a, p in offers]
+        plan_ids = res.reads.plan_ids()
         with st.form("create_subscription"):
             index = pick("Application and product", len(offers), lambda i: labels[i],
                                  key="cs_offer")
             plan_id = st.text_input("Plan id", key="cs_plan",
-                                    help="One of the product's published plans, e.g. " + ", ".join(
-                                        sorted({pid for p in products.values() for pid in p.plans})[:4]))
+                                    help="One of the product's published plans, e.g. " + ", ".join(plan_ids[:4]))
             c1, c2, c3 = st.columns(3)
             queries = c1.number_input("Queries per month", 0, 10_000_000, 200, key="cs_queries")
             rows = c2.number_input("Rows per month", 0, 100_000_000, 50_000, key="cs_rows")
@@ -140,73 +147,82 @@ def queues(res: Resources, actor: Actor, read_only: bool) -> None:
                               "privacy_budget": float(budget)}),
                 success="Subscription created; both sides now sign both agreements.")
     # -- subscriptions waiting for the operator's signature
-    unsigned = [s for s in res.reads.subscriptions() if s.status.value == "pending"
-                and any(not s.agreement(k).signed_by_operator for k in ("service", "confidentiality"))]
+    unsigned = subscriptions.filter(
+        (pl.col("status") == "pending")
+        & (pl.col("service_operator").is_null() | pl.col("confidentiality_operator").is_null())).to_dicts()
     st.subheader(f"Agreements awaiting the operator's signature ({len(unsigned)})")
     for s in unsigned:
-        label = f"{units[s.unit_id].name if s.unit_id in units else '?'} · {products[s.product_id].name}"
-        st.markdown(f"- {label}: missing {', '.join(s.missing_signatures)}")
+        sid = s["subscription_id"]
+        label = f"{s['unit_name'] or '?'} · {s['product_name'] or '?'}"
+        st.markdown(f"- {label}: missing {', '.join(s['missing_signatures'])}")
         if read_only:
             continue
         for kind in ("service", "confidentiality"):
-            if not s.agreement(kind).signed_by_operator and st.button(
-                    f"Sign {kind} agreement for the operator", key=f"osign_{s.id}_{kind}"):
-                command(f"osign_{s.id}", lambda k=kind, sid=s.id: res.mp.licensing.sign_agreement(actor, sid, kind=k),  # type: ignore[misc]
-                        success=f"{kind} agreement signed for the operator.")
+            if not s[f"{kind}_operator"] and st.button(
+                    f"Sign {kind} agreement for the operator", key=f"osign_{sid}_{kind}"):
+                command(f"osign_{sid}", lambda k=kind, sid=sid: res.mp.licensing.sign_agreement(  # type: ignore[misc]
+                    actor, UUID(sid), kind=k), success=f"{kind} agreement signed for the operator.")
     # -- compliance reviews
-    in_review = [p for p in products.values() if p.status.value == "in_review"]
+    in_review = [r for r in (res.reads.product(pid) for pid in
+                             res.reads.catalog(listed_only=False).filter(pl.col("status") == "in_review")["product_id"])
+                 if r is not None]
     st.subheader(f"Compliance reviews ({len(in_review)})")
     st.caption("The builder of a product cannot approve its own review (art. 22).")
     if in_review:
-        st.dataframe(pl.DataFrame([{"product": p.name, "grade": p.grade.value, "builder": p.builder_id,
-                                    "delivery": ", ".join(m.value for m in p.delivery_modes)}
+        st.dataframe(pl.DataFrame([{"product": p["name"], "grade": p["grade"], "builder": p["builder_id"],
+                                    "delivery": ", ".join(p["delivery_modes"] or [])}
                                    for p in in_review]).to_pandas(), hide_index=True)
         if not read_only:
             with st.form("review_compliance"):
-                index = pick("Product", len(in_review), lambda i: in_review[i].name)
+                index = pick("Product", len(in_review), lambda i: in_review[i]["name"])
                 decision = st.radio("Decision", ["approve", "reject"], horizontal=True, key="rc_decision")
                 reason = _reason("rc_reason_text")
                 submitted = st.form_submit_button("Record review")
             if submitted:
                 product = in_review[index]
                 command("review_compliance", lambda: res.mp.products.review_compliance(
-                    actor, product.id, approved=decision == "approve", reason=reason), success="Review recorded.")
+                    actor, UUID(product["product_id"]), approved=decision == "approve", reason=reason),
+                    success="Review recorded.")
     # -- quality issues
-    reported = res.reads.issues(statuses=["reported"])
+    reported = res.reads.issues(status="reported").to_dicts()
     st.subheader(f"Quality issues to verify ({len(reported)})")
     if reported:
-        st.dataframe(pl.DataFrame([{"dimension": i.dimension.value, "description": i.description,
-                                    "evidence": i.evidence, "reported by": i.reported_by}
+        st.dataframe(pl.DataFrame([{"dimension": i["dimension"], "description": i["description"],
+                                    "evidence": i["evidence"], "reported by": i["reported_by"]}
                                    for i in reported]).to_pandas(), hide_index=True)
         if not read_only:
             with st.form("verify_issue"):
-                index = pick("Issue", len(reported), lambda i: reported[i].description)
+                index = pick("Issue", len(reported), lambda i: reported[i]["description"])
                 days = st.number_input("Deadline for the provider (days)", 1, 90, 15, key="vi_days")
                 submitted = st.form_submit_button("Verify and send to the provider")
             if submitted:
                 issue = reported[index]
-                command("verify_issue", lambda: res.mp.quality.verify_issue(actor, issue.id, deadline_days=int(days)),
+                command("verify_issue", lambda: res.mp.quality.verify_issue(
+                    actor, UUID(issue["issue_id"]), deadline_days=int(days)),
                         success="Issue verified; the provider has a deadline.")
 
 
 def products(res: Resources, actor: Actor) -> None:
-    all_products = res.reads.products()
-    if not all_products:
+    review = res.reads.pricing_review()
+    if review.is_empty():
         st.info("No product yet.")
         return
-    st.dataframe(pl.DataFrame([{"product": p.name, "status": p.status.value, "grade": p.grade.value,
-                                "cap": str(p.price_cap or "—"), "plans": ", ".join(p.plans)}
-                               for p in all_products]).to_pandas(), hide_index=True, width="stretch")
-    index = pick("Manage product", len(all_products), lambda i: all_products[i].name,
-                         key="pm_product")
+    st.dataframe(review.select(
+        pl.col("name").alias("product"), "status", pl.col("cap").cast(pl.String).fill_null("—").alias("cap"),
+        pl.col("plans").list.join("; ").fill_null("").alias("plans"),
+    ).to_pandas(), hide_index=True, width="stretch")
+    all_products = review.to_dicts()
+    index = pick("Manage product", len(all_products), lambda i: all_products[i]["name"], key="pm_product")
     product = all_products[index]
+    product_id = UUID(product["product_id"])
     with st.form("set_cap"):
         st.markdown("**Price cap** (operator admin, with the price authority)")
-        cap = st.text_input("Cap per unit (¥)", str(product.price_cap or ""), key="cap_value")
+        cap = st.text_input("Cap per unit (¥)", "" if product["cap"] is None else f"{product['cap']:.2f}",
+                            key="cap_value")
         reason = _reason("cap_reason")
         submitted = st.form_submit_button("Set cap")
     if submitted:
-        command("set_cap", lambda: res.mp.products.set_price_cap(actor, product.id, cap=cap, reason=reason),
+        command("set_cap", lambda: res.mp.products.set_price_cap(actor, product_id, cap=cap, reason=reason),
                 success="Price cap set.")
     with st.form("set_plan"):
         st.markdown("**Price plan** (single-tier here; trial until a year of operation, formal after)")
@@ -222,95 +238,115 @@ def products(res: Resources, actor: Actor) -> None:
         plan: dict[str, Any] = {"plan_id": plan_id, "name": name, "billing_unit": unit,
                                 "tiers": [{"up_to": None, "unit_price": price}],
                                 "period_months": 1 if unit == "per_period" else None, "stage": stage}
-        command("set_plan", lambda: res.mp.products.set_price_plan(actor, product.id, plan=plan, reason=reason),
+        command("set_plan", lambda: res.mp.products.set_price_plan(actor, product_id, plan=plan, reason=reason),
                 success="Plan published.")
     c1, c2 = st.columns(2)
-    if product.status.value == "approved" and c1.button("List on the storefront", key="list_product"):
-        command("list_product", lambda: res.mp.products.list_product(actor, product.id), success="Listed.")
-    if product.is_listed:
+    if product["status"] == "approved" and c1.button("List on the storefront", key="list_product"):
+        command("list_product", lambda: res.mp.products.list_product(actor, product_id), success="Listed.")
+    if product["status"] == "listed":
         with st.form("unlist"):
             reason = _reason("unlist_reason")
             submitted = st.form_submit_button("Unlist")
         if submitted:
-            command("unlist", lambda: res.mp.products.unlist_product(actor, product.id, reason=reason),
+            command("unlist", lambda: res.mp.products.unlist_product(actor, product_id, reason=reason),
                     success="Unlisted.")
 
 
 def pricing(res: Resources, actor: Actor) -> None:
-    st.caption("Revenue is each month's metered use priced by the product's own quote (public-welfare and "
-               "public-governance use is free); compared with an allowed maximum of "
-               f"¥{ALLOWED_MAX_REVENUE:,.0f} a year.")
-    subs = res.reads.subscriptions()
-    products = {p.id: p for p in res.reads.products()}
-    ledgers = res.reads.ledgers([s.id for s in subs])
-    by_sub = {str(s.id): s for s in subs}
-    rows = []
-    for row in ledgers.iter_rows(named=True):
-        s = by_sub[row["subscription_id"]]
-        try:
-            amount = res.mp.products.quote(actor, s.product_id, plan_id=s.plan_id, purpose=s.purpose_class,
-                                           quantity=int(row["queries"]))
-        except DomainError:
-            amount = Decimal(0)
-        rows.append({"product": products[s.product_id].name, "period": row["period"],
-                     "purpose": s.purpose_class.value, "revenue": float(amount)})
-    revenue = pl.DataFrame(rows, schema={"product": pl.String, "period": pl.String, "purpose": pl.String,
-                                         "revenue": pl.Float64})
-    total = Decimal(str(revenue["revenue"].sum() or 0))
-    c1, c2, c3 = st.columns(3)
-    c1.metric("Revenue to date", f"¥{total:,.2f}")
-    c2.metric("Share of allowed maximum", f"{(total / ALLOWED_MAX_REVENUE * 100):.2f} %")
-    c3.metric("Active subscriptions", sum(1 for s in subs if s.is_active))
-    if not revenue.is_empty():
-        st.bar_chart(revenue.group_by("period").agg(pl.col("revenue").sum()).sort("period").to_pandas(),
+    """The pricing read model: revenue (metered use x the plan in force; public welfare and governance
+    free), its share of the allowed maximum, subscribers by purpose class, and every price change."""
+    allowed = res.reads.allowed_revenue()
+    review = res.reads.pricing_review()
+    st.caption("Revenue is each month's metered use priced by the plan in force (public-welfare and "
+               "public-governance use is free); compared with the allowed maximum of "
+               f"{money(allowed.get('allowed_max'))} for {allowed.get('year', '—')}.")
+    total = float(review["revenue_total"].sum() or 0.0) if not review.is_empty() else 0.0
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Revenue to date", money(total))
+    c2.metric(f"Revenue {allowed.get('year', '')}", money(allowed.get("revenue")))
+    share = allowed.get("share_of_allowed_max")
+    c3.metric("Share of allowed maximum", "—" if share is None else f"{share * 100:.2f} %")
+    c4.metric("Subscribers", int(review["subscribers"].sum() or 0) if not review.is_empty() else 0)
+    if allowed.get("excess"):
+        st.warning(f"Revenue exceeds the allowed maximum by {money(allowed['excess'])}: "
+                   "deducted from the next period.")
+    if review.is_empty():
+        st.info("No product yet.")
+        return
+    purpose_columns = [c for c in review.columns if c.startswith("subscribers_")]
+    st.markdown("**Per product**")
+    st.dataframe(review.select(
+        pl.col("name").alias("product"), "status", "cap", "plan_count", "lowest_unit_price", "subscribers",
+        *purpose_columns, "revenue_total", "revenue_year", (pl.col("share_of_allowed_max") * 100).round(3)
+        .alias("share of allowed max %"), "price_changes",
+    ).to_pandas(), hide_index=True, width="stretch")
+    by_period = res.reads.revenue_by_period()
+    if not by_period.is_empty():
+        st.markdown("**Revenue per month**")
+        st.bar_chart(by_period.group_by("period").agg(pl.col("revenue").sum()).sort("period").to_pandas(),
                      x="period", y="revenue")
-    by_class = pl.DataFrame([{"purpose class": s.purpose_class.value, "status": s.status.value} for s in subs],
-                            schema={"purpose class": pl.String, "status": pl.String})
+    by_class = review.select([pl.col(c).sum().alias(c.removeprefix("subscribers_")) for c in purpose_columns])
     if not by_class.is_empty():
         st.markdown("**Subscribers by purpose class**")
-        st.bar_chart(by_class.group_by("purpose class").len().to_pandas(), x="purpose class", y="len")
-    history = res.reads.audit(aggregate_type="DataProduct", limit=2000)
-    if not history.is_empty():
-        history = history.filter(pl.col("event_name").str.contains("Price|Plan|Cap"))
-        st.markdown("**Price history (every change with its reason)**")
-        st.dataframe(history.select("timestamp", "event_name", "actor_user_id", "summary").to_pandas(),
-                     hide_index=True, width="stretch")
+        st.bar_chart(by_class.unpivot(variable_name="purpose class", value_name="subscribers").to_pandas(),
+                     x="purpose class", y="subscribers")
+    products = review.to_dicts()
+    index = pick("Price history of", len(products), lambda i: products[i]["name"], key="ph_product")
+    history = res.reads.price_history(products[index]["product_id"])
+    st.markdown("**Price history (every change with its reason)**")
+    if history.is_empty():
+        st.info("No price change yet.")
+    else:
+        shown = [c for c in ("at", "change", "plan_id", "cap", "stage", "billing_unit", "lowest_unit_price",
+                             "reason", "by_user") if c in history.columns]
+        st.dataframe(history.select(shown).to_pandas(), hide_index=True, width="stretch")
 
 
 def feedback(res: Resources) -> None:
-    items = res.reads.feedback()
-    if not items:
+    """The feedback read model (art. 26) and open quality issues per product (art. 17)."""
+    review = res.reads.feedback_review()
+    review = review.filter((pl.col("feedback_count") > 0) | (pl.col("open_issues") > 0))
+    if review.is_empty():
         st.info("No feedback yet.")
         return
-    names = {p.id: p.name for p in res.reads.products()}
-    frame = pl.DataFrame([{"product": names.get(f.product_id, "?"), "month": str(f.given_at)[:7],
-                           "rating": f.content.rating, "quality": f.content.quality_rating,
-                           "status": f.content.application_status.value, "effect": f.content.effect.value}
-                          for f in items])
-    st.dataframe(frame.group_by("product").agg(pl.col("rating").mean().round(2).alias("avg rating"),
-                                                pl.len().alias("ratings"),
-                                                pl.col("quality").mean().round(2).alias("avg quality"))
-                 .sort("product").to_pandas(), hide_index=True, width="stretch")
+    effects = [c for c in review.columns if c.startswith("effect_")]
+    st.dataframe(review.select(
+        pl.col("name").alias("product"), pl.col("rating_avg").round(2).alias("avg rating"),
+        pl.col("feedback_count").alias("ratings"), pl.col("quality_rating_avg").round(2).alias("avg quality"),
+        *effects, "open_issues", "overdue_issues", "next_deadline",
+    ).sort("product").to_pandas(), hide_index=True, width="stretch")
     c1, c2 = st.columns(2)
     with c1:
         st.markdown("**Effect**")
-        st.bar_chart(frame.group_by("effect").len().to_pandas(), x="effect", y="len")
+        st.bar_chart(review.select([pl.col(c).sum().alias(c.removeprefix("effect_")) for c in effects])
+                     .unpivot(variable_name="effect", value_name="len").to_pandas(), x="effect", y="len")
     with c2:
         st.markdown("**Ratings over time**")
-        st.line_chart(frame.group_by("month").agg(pl.col("rating").mean()).sort("month").to_pandas(),
-                      x="month", y="rating")
+        over_time = res.reads.ratings_over_time()
+        if not over_time.is_empty():
+            st.line_chart(over_time.group_by("month").agg(pl.col("rating_mean").mean().alias("rating"))
+                          .sort("month").to_pandas(), x="month", y="rating")
 
 
 def incentives(res: Resources) -> None:
-    names = res.reads.provider_names()
-    evaluations = res.reads.evaluations()
-    if not evaluations:
+    """Contribution scores (art. 25): published evaluations, and the scores the read models compute now."""
+    published = res.reads.published_contributions()
+    if published.is_empty():
         st.info("No contribution evaluation published yet.")
-        return
-    st.dataframe(pl.DataFrame([{
-        "provider": names.get(e.provider_id, "?"), "period": e.period, "score": round(e.score, 2),
-        **{c.name: f"{c.value:g} × {c.weight:g}" for c in e.components}, "revisions": e.revision_count,
-    } for e in evaluations]).to_pandas(), hide_index=True, width="stretch")
+    else:
+        st.markdown("**Published evaluations**")
+        st.dataframe(published.with_columns(pl.format("{} × {}", "value", "weight").alias("value × weight"))
+                     .pivot(on="component", index=["provider_name", "period", "score", "version"],
+                            values="value × weight")
+                     .rename({"provider_name": "provider", "version": "revisions"}).to_pandas(),
+                     hide_index=True, width="stretch")
+    computed = res.reads.contributions()
+    if not computed.is_empty():
+        st.markdown("**Computed from the read models (per quarter)**")
+        shown = [c for c in ("provider_name", "period", "score", "published_score", "issues_verified",
+                             "issues_overdue", "rectified", "subscriptions", "queries", "revenue")
+                 if c in computed.columns]
+        st.dataframe(computed.select(shown).to_pandas(), hide_index=True, width="stretch")
 
 
 def audit(res: Resources) -> None:
@@ -326,24 +362,23 @@ def audit(res: Resources) -> None:
 
 def suspension(res: Resources, actor: Actor) -> None:
     st.caption("Art. 34: stop use at once while misuse is investigated; every action needs a reason.")
-    units = res.reads.units()
-    units = [u for u in units if u.status.value in ("qualified", "suspended")]
+    units = res.reads.units().filter(pl.col("status").is_in(["qualified", "suspended"])).to_dicts()
     if units:
         with st.form("unit_suspension"):
-            index = pick("Unit", len(units), lambda i: f"{units[i].name} ({units[i].status.value})")
+            index = pick("Unit", len(units), lambda i: f"{units[i]['name']} ({units[i]['status']})")
             action = st.radio("Action", ["suspend", "reinstate"], horizontal=True, key="us_action")
             reason = _reason("us_reason")
             submitted = st.form_submit_button("Apply")
         if submitted:
             unit = units[index]
             act = res.mp.parties.suspend_unit if action == "suspend" else res.mp.parties.reinstate_unit
-            command("unit_suspension", lambda: act(actor, unit.id, reason=reason), success=f"{unit.name}: {action}ed.")
-    subs = [s for s in res.reads.subscriptions() if s.status.value in ("active", "suspended")]
-    names = {p.id: p.name for p in res.reads.products()}
+            command("unit_suspension", lambda: act(actor, UUID(unit["unit_id"]), reason=reason),
+                    success=f"{unit['name']}: {action}ed.")
+    subs = res.reads.subscriptions(status=["active", "suspended"]).to_dicts()
     if subs:
         with st.form("subscription_suspension"):
             index = pick("Subscription", len(subs),
-                         lambda i: f"{names.get(subs[i].product_id)} · {subs[i].status.value}")
+                         lambda i: f"{subs[i]['product_name']} · {subs[i]['unit_name']} · {subs[i]['status']}")
             action = st.radio("Action", ["suspend", "reinstate", "terminate"], horizontal=True, key="ss_action")
             reason = _reason("ss_reason")
             submitted = st.form_submit_button("Apply")
@@ -352,7 +387,7 @@ def suspension(res: Resources, actor: Actor) -> None:
             acts = {"suspend": res.mp.licensing.suspend_subscription,
                     "reinstate": res.mp.licensing.reinstate_subscription,
                     "terminate": res.mp.licensing.terminate_subscription}
-            command("subscription_suspension", lambda: acts[action](actor, sub.id, reason=reason),
+            command("subscription_suspension", lambda: acts[action](actor, UUID(sub["subscription_id"]), reason=reason),
                     success=f"Subscription {action}d.")
 
 

@@ -8,12 +8,10 @@ plans with the cap and the free public-welfare path (art. 24), showcases and rat
 from __future__ import annotations
 
 from typing import Any
-from uuid import UUID
 
 import polars as pl
 import streamlit as st
 
-from domain.products import DataProduct
 from streamlit_app.ui.auth import Session
 from streamlit_app.ui.context import Resources
 from streamlit_app.ui.reads import money
@@ -37,8 +35,10 @@ def render(res: Resources, session: Session) -> None:
                               key="sf_price")
         st.caption("Every product is **free for public-welfare and public-governance use** (art. 24): "
                    "choose that purpose class when you apply.")
+    filtered = bool(search.strip() or chosen_providers or categories or grades or delivery or max_price < top)
     frame = res.reads.catalog(search=search, providers=chosen_providers, categories=categories, grades=grades,
-                              delivery=delivery, max_price=max_price if max_price < top else None)
+                              delivery=delivery, max_price=max_price if max_price < top else None) \
+        if filtered else everything
     st.subheader(f"{frame.height} product{'s' if frame.height != 1 else ''}")
     if frame.is_empty():
         st.info("No listed product matches these filters.")
@@ -48,58 +48,63 @@ def render(res: Resources, session: Session) -> None:
     names = dict(zip(ids, frame["name"].to_list(), strict=True))
     chosen = st.selectbox("Open a product", ids, format_func=lambda i: names[i], key="sf_product")
     if chosen:
-        product_page(res, session, UUID(chosen))
+        product_page(res, session, chosen)
 
 
-def product_page(res: Resources, session: Session, product_id: UUID) -> None:
-    product = res.reads.one(DataProduct, product_id)
-    st.header(product.name)
-    st.write(product.description)
-    providers = res.reads.provider_names()
-    st.caption(f"Category {product.category} · grade {product.grade.value} · provided by "
-               f"{', '.join(sorted({providers.get(s.provider_id, '?') for s in product.sources}))} · "
-               f"delivery: {', '.join(m.value for m in product.delivery_modes)}")
+def product_page(res: Resources, session: Session, product_id: str) -> None:
+    product = res.reads.product(product_id)
+    if product is None:
+        st.warning("This product is not in the catalog read model yet.")
+        return
+    st.header(product["name"])
+    st.write(product["description"])
+    st.caption(f"Category {product['category']} · grade {product['grade']} · provided by "
+               f"{', '.join(sorted(product['providers'] or [])) or '?'} · "
+               f"delivery: {', '.join(product['delivery_modes'] or [])}")
+    dictionary = res.reads.data_dictionary(product_id)
     tabs = st.tabs(["Data dictionary", "Sample statistics", "Policy", "Prices", "Showcases", "Ratings"])
     with tabs[0]:
-        st.dataframe(res.reads.data_dictionary(product).to_pandas(), hide_index=True, width="stretch")
+        st.dataframe(dictionary.to_pandas(), hide_index=True, width="stretch")
         st.caption("Personal fields are never output; they only feed aggregates where the policy allows.")
     with tabs[1]:
-        stats = res.reads.sample_statistics(product)
+        stats = res.reads.sample_statistics(product_id)
         cols = st.columns(len(stats))
         for col, (label, value) in zip(cols, stats.items(), strict=True):
             col.metric(label, value)
         st.caption("Statistics only: no raw row of a product is shown on the storefront.")
     with tabs[2]:
-        policy: dict[str, Any] = res.reads.policy_words(product)
+        policy: dict[str, Any] = res.reads.policy_words(product, dictionary)
         for line in policy["summary"]:
             st.markdown(f"- {line}")
         st.markdown(f"**May group by:** {', '.join(policy['dimensions']) or '—'}  \n"
                     f"**May filter on:** {', '.join(policy['filters']) or '—'}")
     with tabs[3]:
-        st.markdown(f"**Price cap** (set with the price authority): {money(product.price_cap)} per unit")
+        st.markdown(f"**Price cap** (set with the price authority): {money(product['price_cap'])} per unit")
         st.markdown("**Public welfare / public governance use: free of charge** — the price below applies to "
                     "industry and commercial use only (art. 24).")
-        for plan in product.plans.values():
-            tiers = pl.DataFrame([{"up to": "∞" if t.up_to is None else str(t.up_to), "unit price": money(t.unit_price)}
-                                  for t in plan.tiers])
-            st.markdown(f"**{plan.name}** (`{plan.plan_id}`, {plan.billing_unit.value}, {plan.stage.value})")
+        plans = res.reads.plans(product_id)
+        for plan in plans:
+            tiers = pl.DataFrame([{"up to": "∞" if t.get("up_to") is None else str(t["up_to"]),
+                                   "unit price": money(t["unit_price"])} for t in plan.get("tiers", [])],
+                                 schema={"up to": pl.String, "unit price": pl.String})
+            st.markdown(f"**{plan.get('name', plan['plan_id'])}** (`{plan['plan_id']}`, {plan.get('billing_unit')}, "
+                        f"{plan.get('stage')})")
             st.dataframe(tiers.to_pandas(), hide_index=True)
-        if not product.plans:
+        if not plans:
             st.info("No price plan published yet.")
     with tabs[4]:
-        for case in product.showcases:
-            st.markdown(f"**{case.title}** — {case.unit_name}  \n{case.summary}")
-        if not product.showcases:
+        cases = res.reads.showcases(product_id)
+        for case in cases.iter_rows(named=True):
+            st.markdown(f"**{case['title']}** — {case['unit_name']}  \n{case['summary']}")
+        if cases.is_empty():
             st.info("No showcase yet.")
     with tabs[5]:
-        feedback = res.reads.feedback(product.id)
-        if feedback:
-            st.metric("Average rating", f"{sum(f.content.rating for f in feedback) / len(feedback):.1f} / 5",
-                      f"{len(feedback)} ratings")
-            st.dataframe(pl.DataFrame([{"rating": f.content.rating, "quality": f.content.quality_rating,
-                                        "status": f.content.application_status.value,
-                                        "effect": f.content.effect.value, "comment": f.content.text}
-                                       for f in feedback]).to_pandas(), hide_index=True)
+        feedback = res.reads.feedback(product_id)
+        if not feedback.is_empty():
+            st.metric("Average rating", f"{product['rating_avg']:.1f} / 5", f"{product['rating_count']} ratings")
+            st.dataframe(feedback.select(
+                "rating", pl.col("quality_rating").alias("quality"), pl.col("application_status").alias("status"),
+                "effect", pl.col("text").alias("comment")).to_pandas(), hide_index=True)
         else:
             st.info("No ratings yet.")
     if session.role is None:

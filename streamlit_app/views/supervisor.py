@@ -3,6 +3,8 @@ which the measures give to the bureau (art. 5, 10)."""
 
 from __future__ import annotations
 
+from uuid import UUID
+
 import polars as pl
 import streamlit as st
 
@@ -18,19 +20,19 @@ def render(res: Resources, session: Session) -> None:
         return
     operator.render(res, session, read_only=True)
     st.header("Catalogue entries to review (art. 10)")
-    names = res.reads.provider_names()
-    pending = [r for r in res.reads.resources() if r.status.value == "submitted"]
+    pending = res.reads.resources(status="submitted").to_dicts()
     if not pending:
         st.info("No catalogue entry waiting for review.")
         return
-    st.dataframe(pl.DataFrame([{"entry": r.name, "provider": names.get(r.provider_id, "?"), "grade": r.grade.value,
-                                "openness": r.openness.value} for r in pending]).to_pandas(), hide_index=True)
+    st.dataframe(pl.DataFrame([{"entry": r["name"], "provider": r["provider_name"] or "?", "grade": r["grade"],
+                                "openness": r["openness"]} for r in pending]).to_pandas(), hide_index=True)
     with st.form("review_resource"):
-        index = pick("Entry", len(pending), lambda i: pending[i].name)
+        index = pick("Entry", len(pending), lambda i: pending[i]["name"])
         decision = st.radio("Decision", ["approve", "reject"], horizontal=True, key="rr_decision")
         reason = st.text_input("Reason", key="rr_reason")
         submitted = st.form_submit_button("Record review")
     if submitted:
         entry = pending[index]
         command("review_resource", lambda: res.mp.catalog.review_resource(
-            actor, entry.id, approved=decision == "approve", reason=reason), success="Review recorded.")
+            actor, UUID(entry["resource_id"]), approved=decision == "approve", reason=reason),
+            success="Review recorded.")

@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import shutil
 from datetime import timedelta
+from typing import Any
 from uuid import UUID
 
 import polars as pl
 import streamlit as st
 
-from domain.catalog import CatalogResource
-from domain.errors import DomainError
 from domain.identity import Actor, Role
-from domain.licensing import AgreementKind, Subscription, business_date
-from domain.parties import ApplicationUnit
-from domain.products import DataProduct
+from domain.licensing import AgreementKind, business_date
 from streamlit_app.ui.auth import Session
 from streamlit_app.ui.context import Resources, command, pick, pick_many
 
@@ -37,9 +34,12 @@ def render(res: Resources, session: Session) -> None:
     if actor.role is Role.APPLICANT or actor.unit_id is None:
         register_unit(res, actor)
         return
-    unit = res.reads.one(ApplicationUnit, actor.unit_id)
-    st.caption(f"{unit.name} · credit code {unit.credit_code} · **{unit.status.value}**"
-               + (f" — {unit.status_reason}" if unit.status_reason else ""))
+    unit = res.reads.unit(actor.unit_id)
+    if unit is None:
+        st.info("Your unit is not in the read model yet; reload in a moment.")
+        return
+    st.caption(f"{unit['name']} · credit code {unit['credit_code']} · **{unit['status']}**"
+               + (f" — {unit['status_reason']}" if unit["status_reason"] else ""))
     tabs = st.tabs(["Apply", "Applications", "Subscriptions", "Credentials & workspace", "Feedback & quality",
                     "Members"])
     with tabs[0]:
@@ -81,9 +81,9 @@ def apply_form(res: Resources, actor: Actor) -> None:
     with st.form("file_application"):
         scope = []
         for pid in chosen:
-            product = res.reads.one(DataProduct, UUID(pid))
-            fields = st.multiselect(f"Fields of {product.name}", list(product.field_names),
-                                    default=list(product.field_names), key=f"da_fields_{pid}")
+            field_names = res.reads.data_dictionary(pid)["field"].to_list()
+            fields = st.multiselect(f"Fields of {names[pid]}", field_names, default=field_names,
+                                    key=f"da_fields_{pid}")
             scope.append({"product_id": pid, "fields": fields})
         scenario = st.text_area("Application scenario", key="da_scenario",
                                 help="What you will do with the data, and for whom.")
@@ -108,9 +108,9 @@ def applications(res: Resources, actor: Actor) -> None:
     if not apps:
         st.info("No application yet.")
         return
-    names = {p.id: p.name for p in res.reads.products()}
+    names = res.reads.product_names()
     st.dataframe(pl.DataFrame([{
-        "filed": str(a.filed_on), "products": ", ".join(names.get(i.product_id, "?") for i in a.scope),
+        "filed": str(a.filed_on), "products": ", ".join(names.get(str(i.product_id), "?") for i in a.scope),
         "purpose class": a.purpose_class.value, "status": a.status.value,
         "risk": a.risk_level.value if a.risk_level else "—", "decision": a.decision_reason or "—",
         "id": str(a.id),
@@ -128,43 +128,46 @@ def applications(res: Resources, actor: Actor) -> None:
                     success="Application withdrawn.")
 
 
-def _sub_label(res: Resources, s: Subscription) -> str:
-    return f"{res.reads.one(DataProduct, s.product_id).name} · {s.status.value} · until {s.term_end}"
+def _sub_label(s: dict[str, Any]) -> str:
+    return f"{s['product_name']} · {s['status']} · until {s['term_end']}"
 
 
 def subscriptions(res: Resources, actor: Actor) -> None:
     subs = res.reads.subscriptions(unit_id=actor.unit_id)
-    if not subs:
+    if subs.is_empty():
         st.info("No subscription yet: the operator creates one when your application is approved.")
         return
-    for s in subs:
+    for s in subs.iter_rows(named=True):
+        sid = s["subscription_id"]
         with st.container(border=True):
-            st.markdown(f"**{_sub_label(res, s)}** — plan `{s.plan_id}`, purpose {s.purpose_class.value}")
-            if s.status_reason:
-                st.caption(s.status_reason)
+            st.markdown(f"**{_sub_label(s)}** — plan `{s['plan_id']}`, purpose {s['purpose_class']}")
+            if s["status_reason"]:
+                st.caption(s["status_reason"])
             for kind in AgreementKind:
-                agreement = s.agreement(kind)
-                st.markdown(f"- {kind.value} agreement: unit {agreement.signed_by_unit or '✗ not signed'}, "
-                            f"operator {agreement.signed_by_operator or '✗ not signed'}")
-                if (not agreement.signed_by_unit and actor.role is Role.UNIT_ADMIN and s.status.value == "pending"
-                        and st.button(f"Sign the {kind.value} agreement", key=f"sign_{s.id}_{kind.value}")):
-                        command(f"sign_{s.id}", lambda k=kind, sid=s.id: res.mp.licensing.sign_agreement(  # type: ignore[misc]
-                            actor, sid, kind=k), success=f"{kind.value} agreement signed.")
-            if s.is_active:
-                try:
-                    left = res.mp.usage.remaining(actor, s.id)
-                    c1, c2, c3 = st.columns(3)
-                    c1.metric("Queries left this month", left.queries)
-                    c2.metric("Rows left", left.rows)
-                    c3.metric("Privacy budget left (ε)", f"{left.budget:g}")
-                    st.caption(f"Resets on {left.reset_on}")
-                except DomainError as error:
-                    st.warning(error.message)
-    usage = res.reads.ledgers([s.id for s in subs])
+                by_unit, by_operator = s[f"{kind.value}_unit"], s[f"{kind.value}_operator"]
+                st.markdown(f"- {kind.value} agreement: unit {by_unit or '✗ not signed'}, "
+                            f"operator {by_operator or '✗ not signed'}")
+                if (not by_unit and actor.role is Role.UNIT_ADMIN and s["status"] == "pending"
+                        and st.button(f"Sign the {kind.value} agreement", key=f"sign_{sid}_{kind.value}")):
+                        command(f"sign_{sid}", lambda k=kind, sid=sid: res.mp.licensing.sign_agreement(  # type: ignore[misc]
+                            actor, UUID(sid), kind=k), success=f"{kind.value} agreement signed.")
+            if s["status"] == "active":
+                c1, c2, c3 = st.columns(3)
+                c1.metric("Queries left this month", s["queries_remaining"])
+                c2.metric("Rows left", s["rows_remaining"])
+                c3.metric("Privacy budget left (ε)", f"{s['budget_remaining']:g}")
+                st.caption(f"Resets on {s['reset_on']} · term ends in {s['days_to_expiry']} days")
+    usage = res.reads.usage_periods(unit_id=actor.unit_id)
     if not usage.is_empty():
         st.subheader("Usage per month")
-        st.bar_chart(usage.group_by("period").agg(pl.col("queries").sum(), pl.col("refusals").sum())
+        st.bar_chart(usage.group_by("period").agg(pl.col("queries_used").sum().alias("queries"),
+                                                  pl.col("refusals").sum())
                      .sort("period").to_pandas(), x="period", y=["queries", "refusals"])
+    daily = res.reads.usage_daily(unit_id=actor.unit_id)
+    if not daily.is_empty():
+        st.subheader("Usage per day")
+        st.line_chart(daily.group_by("day").agg(pl.col("queries").sum(), pl.col("refusals").sum())
+                      .sort("day").to_pandas(), x="day", y=["queries", "refusals"])
 
 
 def credentials(res: Resources, actor: Actor) -> None:
@@ -174,16 +177,17 @@ def credentials(res: Resources, actor: Actor) -> None:
         st.dataframe(pl.DataFrame([{"client id": str(c.id), "label": c.label, "member": c.user_id,
                                     "status": c.status.value, "subscriptions": len(c.subscription_ids)}
                                    for c in clients]).to_pandas(), hide_index=True, width="stretch")
-    subs = [s for s in res.reads.subscriptions(unit_id=actor.unit_id) if s.is_active]
+    subs = res.reads.subscriptions(unit_id=actor.unit_id, status="active").to_dicts()
     if actor.role is Role.UNIT_ADMIN:
-        unit = res.reads.one(ApplicationUnit, actor.unit_id)  # type: ignore[arg-type]
+        members = sorted(res.reads.unit_members(actor.unit_id)["user_id"].to_list())  # type: ignore[arg-type]
         with st.form("issue_client"):
             label = st.text_input("Label", key="ic_label", placeholder="analysis notebook")
-            member = st.selectbox("For member", sorted(unit.members), key="ic_member")
-            chosen = pick_many("Subscriptions", len(subs), lambda i: _sub_label(res, subs[i]), key="ic_subs")
+            member = st.selectbox("For member", members, key="ic_member")
+            chosen = pick_many("Subscriptions", len(subs), lambda i: _sub_label(subs[i]), key="ic_subs")
             submitted = st.form_submit_button("Issue credentials")
         if submitted:
-            command("issue_client", lambda: _issue(res, actor, label, member, [subs[i].id for i in chosen]),
+            command("issue_client", lambda: _issue(res, actor, label, member,
+                                                   [UUID(subs[i]["subscription_id"]) for i in chosen]),
                     success="Credentials issued.")
         active = [c for c in clients if c.is_active]
         if active:
@@ -213,13 +217,13 @@ def _issue(res: Resources, actor: Actor, label: str, member: str, subscription_i
 
 
 def feedback_and_quality(res: Resources, actor: Actor) -> None:
-    subs = [s for s in res.reads.subscriptions(unit_id=actor.unit_id) if s.is_active]
+    subs = res.reads.subscriptions(unit_id=actor.unit_id, status="active").to_dicts()
     st.subheader("Give feedback (art. 26)")
     if not subs:
         st.info("Feedback is given on an active subscription.")
     else:
         with st.form("give_feedback"):
-            index = pick("Subscription", len(subs), lambda i: _sub_label(res, subs[i]),
+            index = pick("Subscription", len(subs), lambda i: _sub_label(subs[i]),
                                  key="fb_sub")
             rating = st.slider("Overall rating", 1, 5, 4, key="fb_rating")
             quality = st.slider("Data quality", 1, 5, 4, key="fb_quality")
@@ -232,17 +236,20 @@ def feedback_and_quality(res: Resources, actor: Actor) -> None:
         if submitted:
             chosen = subs[index]
             command("give_feedback", lambda: res.mp.feedback.give_feedback(
-                actor, subscription_id=chosen.id, quality_rating=quality, application_status=status, effect=effect,
+                actor, subscription_id=UUID(chosen["subscription_id"]), quality_rating=quality,
+                application_status=status, effect=effect,
                 effect_note=note, rating=rating, text=text), success="Thank you: feedback recorded.")
     st.subheader("Report a quality issue (art. 11, 17)")
-    resource_ids = {rid for s in res.reads.subscriptions(unit_id=actor.unit_id)
-                    for rid in res.reads.one(DataProduct, s.product_id).source_ids}
-    resources = [res.reads.one(CatalogResource, r) for r in sorted(resource_ids, key=str)]
+    product_ids = set(res.reads.subscriptions(unit_id=actor.unit_id)["product_id"].to_list())
+    resource_ids = {rid for pid in sorted(product_ids)
+                    for rid in ((res.reads.product(pid) or {}).get("source_ids") or [])}
+    resources = res.reads.resources().filter(pl.col("resource_id").is_in(sorted(resource_ids))) \
+        .sort("resource_id").to_dicts()
     if not resources:
         st.info("You can report issues on the sources of products you subscribe to.")
         return
     with st.form("report_issue"):
-        index = pick("Catalog resource", len(resources), lambda i: resources[i].name,
+        index = pick("Catalog resource", len(resources), lambda i: resources[i]["name"],
                              key="qi_resource")
         dimension = st.selectbox("Dimension", ["completeness", "consistency", "accuracy", "timeliness"],
                                  key="qi_dimension")
@@ -252,13 +259,14 @@ def feedback_and_quality(res: Resources, actor: Actor) -> None:
     if submitted:
         chosen_resource = resources[index]
         command("report_issue", lambda: res.mp.quality.report_issue(
-            actor, resource_id=chosen_resource.id, dimension=dimension, description=description, evidence=evidence),
+            actor, resource_id=UUID(chosen_resource["resource_id"]), dimension=dimension, description=description,
+            evidence=evidence),
             success="Issue reported; the operator will verify it.")
 
 
-def members(res: Resources, actor: Actor, unit: ApplicationUnit) -> None:
-    st.dataframe(pl.DataFrame([{"user": u, "role": r.value} for u, r in unit.members.items()]).to_pandas(),
-                 hide_index=True)
+def members(res: Resources, actor: Actor, unit: dict[str, Any]) -> None:
+    st.dataframe(res.reads.unit_members(unit["unit_id"]).select(pl.col("user_id").alias("user"), "role", "since")
+                 .to_pandas(), hide_index=True)
     if actor.role is not Role.UNIT_ADMIN:
         return
     with st.form("add_member"):
@@ -266,5 +274,5 @@ def members(res: Resources, actor: Actor, unit: ApplicationUnit) -> None:
         role = st.selectbox("Role", ["unit_analyst", "unit_admin"], key="am_role")
         submitted = st.form_submit_button("Add member")
     if submitted:
-        command("add_member", lambda: res.mp.parties.add_member(actor, unit.id, user_id=user, role=role),
+        command("add_member", lambda: res.mp.parties.add_member(actor, UUID(unit["unit_id"]), user_id=user, role=role),
                 success=f"{user} added.")

@@ -118,8 +118,8 @@ def test_art23_another_writer_on_the_same_ledger_is_not_overwritten(
     meter = UsageMeter(mp.app)
     try:
         meter.record(use(mp, unit, big))
-        mp.usage.record_use(unit.analyst, subscription_id=big.id, kind="workspace_session", product_version="1",
-                            query={"session": "jupyter"}, fields=["district"], rows_out=0, budget_spent=0.0)
+        mp.usage.record_use(unit.analyst, subscription_id=big.id, kind="query", product_version="1",
+                            query={"dimensions": ["district"]}, fields=["district"], rows_out=0, budget_spent=0.0)
         outcome = meter.record(use(mp, unit, big))
     finally:
         meter.close()

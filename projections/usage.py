@@ -122,11 +122,13 @@ def _use(e: Recorded) -> Sequence[Op]:
     d = e.raw
     ledger = e.originator_id
     rows, budget = d["rows_out"], float(d["budget_spent"])
+    # As on the ledger (UsageKind.is_call): workspace time is recorded, not counted as a query.
+    calls = 0 if plain(d["kind"]) == "workspace_session" else 1
     return (
         Increment(LEDGERS.name, {"ledger_id": ledger},
-                  {"queries_used": 1, "rows_used": rows, "budget_used": budget, "refusals": 0}),
+                  {"queries_used": calls, "rows_used": rows, "budget_used": budget, "refusals": 0}),
         Increment(DAILY.name, {"ledger_id": ledger, "day": business_day(plain(d["at"]))},
-                  {"queries": 1, "rows_out": rows, "budget_spent": budget, "refusals": 0}),
+                  {"queries": calls, "rows_out": rows, "budget_spent": budget, "refusals": 0}),
     )
 
 
@@ -164,7 +166,7 @@ class UsageProjection(Projection):
     """Per ledger (subscription x month) totals, per ledger and day counters, refusals by reason."""
 
     name = "usage"
-    version = 1
+    version = 2
     topics = frozenset(HANDLERS)
     tables = (LEDGERS, DAILY, REFUSALS)
 

@@ -179,6 +179,21 @@ def test_art23_refusals_are_counted_by_reason_on_their_day_and_consume_nothing(w
     assert (row["queries_remaining"], row["rows_remaining"]) == (remaining.queries, remaining.rows) == (0, 40)
 
 
+def test_art26_workspace_time_is_usage_but_not_a_query_in_the_read_models(world: World) -> None:
+    w = world
+    unit = qualified_unit(w.mp, w.people)
+    sid = active_subscription(w.mp, w.people, unit=unit)
+    use(w, unit, sid, 2, rows=5)
+    w.mp.usage.record_use(unit.analyst, subscription_id=sid, kind="workspace_session", product_version=1,
+                          query={"event": "kernel_ended", "seconds": 42}, fields=[], rows_out=0, budget_spent=0.0)
+
+    w.caught_up()
+    day = views.usage_daily(w.runner, subscription_id=sid).row(0, named=True)
+    assert day["queries"] == 2
+    row = views.unit_subscriptions(w.runner, unit.id, at=w.clock.now).row(0, named=True)
+    assert row["queries_remaining"] == w.mp.usage.remaining(unit.admin, sid).queries
+
+
 def test_art23_changed_entitlements_count_at_once_as_the_usage_service_says(world: World) -> None:
     w = world
     unit = qualified_unit(w.mp, w.people)

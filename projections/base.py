@@ -360,3 +360,27 @@ class Projection:
 
 
 ApplyFunction = Callable[[Recorded], Iterable[Op]]
+
+
+class HandlerProjection(Projection):
+    """A projection that maps each topic it handles to one pure handler function.
+
+    Subclasses declare ``handlers`` (topic -> function); ``topics`` follows from it, so
+    the set of events skipped without decoding can never drift from what is handled.
+    """
+
+    handlers: ClassVar[Mapping[str, ApplyFunction]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "handlers" in cls.__dict__:
+            cls.topics = frozenset(cls.handlers)
+
+    def apply(self, event: Recorded) -> Iterable[Op]:
+        return self.handlers[event.topic](event)
+
+
+def acting_user(data: Mapping[str, Any]) -> str | None:
+    """The user id of the ``by: Actor`` every domain event carries, from a decoded payload."""
+    by = data.get("by")
+    return by.get("user_id") if isinstance(by, dict) else None

@@ -28,14 +28,15 @@ from projections.base import (
     INT,
     TEXT,
     TIMESTAMP,
+    HandlerProjection,
     Increment,
     Insert,
     Op,
-    Projection,
     Recorded,
     Table,
     Update,
     Upsert,
+    acting_user,
 )
 
 PROVIDERS = Table(
@@ -222,10 +223,6 @@ def product_status(status_event: str | None, status_event_id: int | None, versio
     return status
 
 
-def _by(data: Mapping[str, Any]) -> str | None:
-    by = data.get("by")
-    return by.get("user_id") if isinstance(by, dict) else None
-
 
 # -- providers -------------------------------------------------------------------------------
 
@@ -272,7 +269,8 @@ def _resource_compiled(e: Recorded) -> Sequence[Op]:
         "resource_id": e.originator_id, "provider_id": d["provider_id"], "name": d["name"], **_description(d),
         "status": "submitted", "review_reason": "", "reviewed_by": None, "reviewed_at": None,
         "fields_revision": e.notification_id, "version_count": 0, "latest_hash": None, "latest_rows": None,
-        "latest_version_at": None, "compiled_by": _by(d), "compiled_at": d["timestamp"], "updated_at": d["timestamp"],
+        "latest_version_at": None, "compiled_by": acting_user(d), "compiled_at": d["timestamp"],
+        "updated_at": d["timestamp"],
     }
     return [Upsert(RESOURCES.name, row), *_fields(e, d["fields"])]
 
@@ -288,7 +286,7 @@ def _resource_reviewed(e: Recorded) -> Sequence[Op]:
     d = e.data
     return (Update(RESOURCES.name, {"resource_id": e.originator_id}, {
         "status": "approved" if d["approved"] else "rejected", "review_reason": d["reason"],
-        "reviewed_by": _by(d), "reviewed_at": d["timestamp"], "updated_at": d["timestamp"],
+        "reviewed_by": acting_user(d), "reviewed_at": d["timestamp"], "updated_at": d["timestamp"],
     }),)
 
 
@@ -296,7 +294,7 @@ def _resource_version(e: Recorded) -> Sequence[Op]:
     d = e.data
     rid = e.originator_id
     return (
-        Insert(RESOURCE_VERSIONS.name, (rid, d["number"], d["content_hash"], d["row_count"], d["at"], _by(d))),
+        Insert(RESOURCE_VERSIONS.name, (rid, d["number"], d["content_hash"], d["row_count"], d["at"], acting_user(d))),
         Update(RESOURCES.name, {"resource_id": rid}, {
             "version_count": d["number"], "latest_hash": d["content_hash"], "latest_rows": d["row_count"],
             "latest_version_at": d["at"], "updated_at": d["timestamp"],
@@ -307,7 +305,8 @@ def _resource_version(e: Recorded) -> Sequence[Op]:
 def _supply_requested(e: Recorded) -> Sequence[Op]:
     d = e.data
     return (Upsert(SUPPLY.name, {
-        "resource_id": e.originator_id, "product_id": d["product_id"], "status": "pending", "requested_by": _by(d),
+        "resource_id": e.originator_id, "product_id": d["product_id"], "status": "pending",
+        "requested_by": acting_user(d),
         "requested_at": d["timestamp"], "decided_by": None, "decided_at": None, "reason": "",
     }),)
 
@@ -315,7 +314,7 @@ def _supply_requested(e: Recorded) -> Sequence[Op]:
 def _supply_decided(e: Recorded) -> Sequence[Op]:
     d = e.data
     return (Update(SUPPLY.name, {"resource_id": e.originator_id, "product_id": d["product_id"]}, {
-        "status": "granted" if d["granted"] else "refused", "decided_by": _by(d), "decided_at": d["timestamp"],
+        "status": "granted" if d["granted"] else "refused", "decided_by": acting_user(d), "decided_at": d["timestamp"],
         "reason": d["reason"],
     }),)
 
@@ -339,7 +338,7 @@ def _product_built(e: Recorded) -> Sequence[Op]:
     fields = d["fields"]
     row = {
         "product_id": pid, "name": d["name"], "description": d["description"], "category": d["category"],
-        "grade": d["grade"], "delivery_modes": ",".join(d["delivery_modes"]), "builder_id": _by(d),
+        "grade": d["grade"], "delivery_modes": ",".join(d["delivery_modes"]), "builder_id": acting_user(d),
         "status_event": "draft", "status_event_id": e.notification_id, "version_event_id": 0,
         "review_reason": "", "reviewer_id": None, "reviewed_at": None, "listed_at": None, "unlist_reason": "",
         "field_count": len(fields), "personal_field_count": sum(1 for f in fields if f["personal"]),
@@ -367,7 +366,7 @@ def _product_version(e: Recorded) -> Sequence[Op]:
     d = e.data
     pid = e.originator_id
     return (
-        Insert(PRODUCT_VERSIONS.name, (pid, d["number"], d["content_hash"], d["row_count"], d["at"], _by(d))),
+        Insert(PRODUCT_VERSIONS.name, (pid, d["number"], d["content_hash"], d["row_count"], d["at"], acting_user(d))),
         Update(PRODUCTS.name, {"product_id": pid}, {
             "version_event_id": e.notification_id, "version_count": d["number"], "latest_hash": d["content_hash"],
             "latest_rows": d["row_count"], "latest_version_at": d["at"], "updated_at": d["timestamp"],
@@ -382,7 +381,7 @@ def _product_submitted(e: Recorded) -> Sequence[Op]:
 def _product_reviewed(e: Recorded) -> Sequence[Op]:
     d = e.data
     return (_status(e, "approved" if d["approved"] else "rejected", review_reason=d["reason"],
-                    reviewer_id=_by(d), reviewed_at=d["timestamp"]),)
+                    reviewer_id=acting_user(d), reviewed_at=d["timestamp"]),)
 
 
 def _product_listed(e: Recorded) -> Sequence[Op]:
@@ -430,16 +429,13 @@ HANDLERS: dict[str, Callable[[Recorded], Iterable[Op]]] = {
 }
 
 
-class CatalogProjection(Projection):
+class CatalogProjection(HandlerProjection):
     """Providers, catalog resources (schema, grade, openness, review, versions, consents) and products."""
 
     name = "catalog"
     version = 1
-    topics = frozenset(HANDLERS)
+    handlers = HANDLERS
     tables = (
         PROVIDERS, RESOURCES, RESOURCE_FIELDS, RESOURCE_VERSIONS, SUPPLY,
         PRODUCTS, PRODUCT_SOURCES, PRODUCT_FIELDS, PRODUCT_VERSIONS, SHOWCASES,
     )
-
-    def apply(self, event: Recorded) -> Iterable[Op]:
-        return HANDLERS[event.topic](event)

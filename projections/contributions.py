@@ -35,7 +35,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from domain.incentives import ScoreComponent, weighted_score
-from projections.base import FLOAT, INT, TEXT, TIMESTAMP, Insert, Op, Projection, Recorded, Table, Update, Upsert
+from projections.base import (
+    FLOAT,
+    INT,
+    TEXT,
+    TIMESTAMP,
+    HandlerProjection,
+    Insert,
+    Op,
+    Recorded,
+    Table,
+    Update,
+    Upsert,
+    acting_user,
+)
 
 #: Component weights (sum 1): quality first, as art. 25 lists it, then application, then value.
 WEIGHTS: dict[str, float] = {"data_quality": 0.4, "application": 0.35, "value_realised": 0.25}
@@ -83,10 +96,6 @@ COMPONENTS = Table(
 )
 
 
-def _by(data: Mapping[str, Any]) -> str | None:
-    by = data.get("by")
-    return by.get("user_id") if isinstance(by, dict) else None
-
 
 def _components(e: Recorded, components: Sequence[Mapping[str, Any]]) -> list[Op]:
     # An evaluation has only Published and Revised events, so its aggregate version is
@@ -105,7 +114,7 @@ def _published(e: Recorded) -> Sequence[Op]:
             "evaluation_id": e.originator_id, "provider_id": d["provider_id"], "period": d["period"],
             "version": e.originator_version, "score": float(d["score"]),
             "components": json.dumps(d["components"], ensure_ascii=False), "reason": "published",
-            "published_by": _by(d), "published_at": d["at"], "revised_by": None, "revised_at": None,
+            "published_by": acting_user(d), "published_at": d["at"], "revised_by": None, "revised_at": None,
         }),
         *_components(e, d["components"]),
     ]
@@ -117,7 +126,7 @@ def _revised(e: Recorded) -> Sequence[Op]:
         Update(EVALUATIONS.name, {"evaluation_id": e.originator_id}, {
             "version": e.originator_version, "score": float(d["score"]),
             "components": json.dumps(d["components"], ensure_ascii=False), "reason": d["reason"],
-            "revised_by": _by(d), "revised_at": d["at"],
+            "revised_by": acting_user(d), "revised_at": d["at"],
         }),
         *_components(e, d["components"]),
     ]
@@ -130,16 +139,13 @@ HANDLERS: dict[str, Callable[[Recorded], Iterable[Op]]] = {
 }
 
 
-class ContributionsProjection(Projection):
+class ContributionsProjection(HandlerProjection):
     """Published contribution evaluations (art. 25), every version with its components."""
 
     name = "contributions"
     version = 1
-    topics = frozenset(HANDLERS)
+    handlers = HANDLERS
     tables = (EVALUATIONS, COMPONENTS)
-
-    def apply(self, event: Recorded) -> Iterable[Op]:
-        return HANDLERS[event.topic](event)
 
 
 # -- scoring (pure arithmetic over facts gathered by views.contributions) -----------------------------

@@ -14,7 +14,20 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from projections.base import BOOL, INT, TEXT, TIMESTAMP, Insert, Op, Projection, Recorded, Table, Update, Upsert
+from projections.base import (
+    BOOL,
+    INT,
+    TEXT,
+    TIMESTAMP,
+    HandlerProjection,
+    Insert,
+    Op,
+    Recorded,
+    Table,
+    Update,
+    Upsert,
+    acting_user,
+)
 
 FEEDBACK = Table(
     "rm_feedback_feedback",
@@ -89,10 +102,6 @@ ISSUES = Table(
 )
 
 
-def _by(data: Mapping[str, Any]) -> str | None:
-    by = data.get("by")
-    return by.get("user_id") if isinstance(by, dict) else None
-
 
 # -- feedback (art. 26) -----------------------------------------------------------------------------
 
@@ -110,7 +119,7 @@ def _history(e: Recorded, change: str, c: Mapping[str, Any] | None, text: str) -
         e.originator_id, e.notification_id, change,
         c["rating"] if c else None, c["quality_rating"] if c else None,
         c["application_status"] if c else None, c["effect"] if c else None,
-        text, _by(d), d["at"],
+        text, acting_user(d), d["at"],
     ))
 
 
@@ -120,7 +129,7 @@ def _given(e: Recorded) -> Sequence[Op]:
     return (
         Upsert(FEEDBACK.name, {
             "feedback_id": e.originator_id, "product_id": d["product_id"], "unit_id": d["unit_id"],
-            "subscription_id": d["subscription_id"], "given_by": _by(d), "given_at": d["at"], **_content(c),
+            "subscription_id": d["subscription_id"], "given_by": acting_user(d), "given_at": d["at"], **_content(c),
             "last_reply": None, "updated_at": d["at"],
         }),
         _history(e, "given", c, c["text"]),
@@ -156,7 +165,7 @@ def _reported(e: Recorded) -> Sequence[Op]:
     return (Upsert(ISSUES.name, {
         "issue_id": e.originator_id, "resource_id": d["resource_id"], "product_id": d["product_id"],
         "provider_id": d["provider_id"], "dimension": d["dimension"], "description": d["description"],
-        "evidence": d["evidence"], "status": "reported", "reported_by": _by(d), "reported_at": d["at"],
+        "evidence": d["evidence"], "status": "reported", "reported_by": acting_user(d), "reported_at": d["at"],
         "verified_by": None, "verified_at": None, "deadline": None, "deadline_extended": False,
         "extension_reason": "", "rejection_reason": "", "refusal_reason": "", "refused_at": None,
         "rectified_at": None, "rectified_late": None, "rectified_version": None, "rectification_note": "",
@@ -166,7 +175,7 @@ def _reported(e: Recorded) -> Sequence[Op]:
 
 def _verified(e: Recorded) -> Sequence[Op]:
     d = e.data
-    return (_issue(e, status="verified", verified_by=_by(d), verified_at=d["at"], deadline=d["deadline"]),)
+    return (_issue(e, status="verified", verified_by=acting_user(d), verified_at=d["at"], deadline=d["deadline"]),)
 
 
 def _rejected(e: Recorded) -> Sequence[Op]:
@@ -210,13 +219,10 @@ HANDLERS: dict[str, Callable[[Recorded], Iterable[Op]]] = {
 }
 
 
-class FeedbackProjection(Projection):
+class FeedbackProjection(HandlerProjection):
     """Feedback per product with its history, and quality issues with every date of their workflow."""
 
     name = "feedback"
     version = 1
-    topics = frozenset(HANDLERS)
+    handlers = HANDLERS
     tables = (FEEDBACK, HISTORY, ISSUES)
-
-    def apply(self, event: Recorded) -> Iterable[Op]:
-        return HANDLERS[event.topic](event)

@@ -36,9 +36,9 @@ from projections.base import (
     TEXT,
     TIMESTAMP,
     Delete,
+    HandlerProjection,
     Insert,
     Op,
-    Projection,
     Recorded,
     Table,
     Update,
@@ -191,13 +191,10 @@ HANDLERS: dict[str, Callable[[Recorded], Iterable[Op]]] = {
 }
 
 
-class PricingProjection(Projection):
+class PricingProjection(HandlerProjection):
     """Price caps, plans on offer and the full price-change history of every product."""
 
     name = "pricing"
     version = 1
-    topics = frozenset(HANDLERS)
+    handlers = HANDLERS
     tables = (PRODUCTS, PLANS, HISTORY)
-
-    def apply(self, event: Recorded) -> Iterable[Op]:
-        return HANDLERS[event.topic](event)

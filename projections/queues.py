@@ -31,10 +31,22 @@ version came after an approval.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from projections.base import BOOL, INT, TEXT, TIMESTAMP, Op, Projection, Recorded, Table, Update, Upsert
+from projections.base import (
+    BOOL,
+    INT,
+    TEXT,
+    TIMESTAMP,
+    HandlerProjection,
+    Op,
+    Recorded,
+    Table,
+    Update,
+    Upsert,
+    acting_user,
+)
 from projections.usage import plain, raw_user
 
 #: queue -> (roles that act on it, what acting means).
@@ -91,10 +103,6 @@ AGREEMENT_KINDS = ("service", "confidentiality")
 PARTIES = {"unit": "unit_admin", "operator": "operator_admin"}
 
 
-def _by(data: Mapping[str, Any]) -> str | None:
-    by = data.get("by")
-    return by.get("user_id") if isinstance(by, dict) else None
-
 
 def _open(
     queue: str, item_id: str, subject: str, at: str, *, opened: bool = True, roles: Sequence[str] | None = None,
@@ -115,7 +123,7 @@ def _update(queue: str, item_id: str, **values: Any) -> Op:
 
 def _close(e: Recorded, queue: str, item_id: str | None = None, **values: Any) -> Op:
     d = e.data
-    return _update(queue, item_id or e.originator_id, opened=False, closed_at=d["timestamp"], closed_by=_by(d),
+    return _update(queue, item_id or e.originator_id, opened=False, closed_at=d["timestamp"], closed_by=acting_user(d),
                    **values)
 
 
@@ -153,7 +161,7 @@ def _unit_terminated(e: Recorded) -> Sequence[Op]:
 
 def _filed(e: Recorded) -> Sequence[Op]:
     d = e.data
-    aid, at, filer = e.originator_id, d["timestamp"], _by(d)
+    aid, at, filer = e.originator_id, d["timestamp"], acting_user(d)
     subject = f"{d['purpose']} ({d['purpose_class']})"
     return (
         _open("demand_assessment", aid, subject, at, unit_id=d["unit_id"], excluded_user=filer),
@@ -185,7 +193,7 @@ def _built(e: Recorded) -> Sequence[Op]:
     d = e.data
     pid = e.originator_id
     return (
-        _open("compliance_review", pid, d["name"], d["timestamp"], opened=False, excluded_user=_by(d)),
+        _open("compliance_review", pid, d["name"], d["timestamp"], opened=False, excluded_user=acting_user(d)),
         Upsert(PRODUCTS.name, {"product_id": pid, "name": d["name"]}),
     )
 
@@ -241,7 +249,7 @@ def _supply_decided(e: Recorded) -> Sequence[Op]:
 
 def _issue_reported(e: Recorded) -> Sequence[Op]:
     d = e.data
-    iid, at, reporter, provider = e.originator_id, d["timestamp"], _by(d), d["provider_id"]
+    iid, at, reporter, provider = e.originator_id, d["timestamp"], acting_user(d), d["provider_id"]
     subject = f"{d['dimension']}: {d['description']}"
     return (
         _open("quality_verification", iid, subject, at, provider_id=provider, excluded_user=reporter),
@@ -359,13 +367,10 @@ HANDLERS: dict[str, Callable[[Recorded], Iterable[Op]]] = {
 }
 
 
-class QueuesProjection(Projection):
+class QueuesProjection(HandlerProjection):
     """Open work items per queue, with who acts, for which organisation, and who may not."""
 
     name = "queues"
     version = 1
-    topics = frozenset(HANDLERS)
+    handlers = HANDLERS
     tables = (ITEMS, RESOURCES, PRODUCTS)
-
-    def apply(self, event: Recorded) -> Iterable[Op]:
-        return HANDLERS[event.topic](event)

@@ -10,8 +10,7 @@ because the current period is a matter of the reader's clock, not of any event.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
 
 from projections.base import (
     FLOAT,
@@ -19,13 +18,14 @@ from projections.base import (
     TEXT,
     TIMESTAMP,
     Delete,
+    HandlerProjection,
     Insert,
     Op,
-    Projection,
     Recorded,
     Table,
     Update,
     Upsert,
+    acting_user,
 )
 from projections.usage import business_day, plain, raw_user
 
@@ -104,10 +104,6 @@ AGREEMENTS = Table(
 )
 
 
-def _by(data: Mapping[str, Any]) -> str | None:
-    by = data.get("by")
-    return by.get("user_id") if isinstance(by, dict) else None
-
 
 # -- units (``Recorded.raw``: the parties stream is the bulk of a large log) ----------------------
 
@@ -168,7 +164,7 @@ def _created(e: Recorded) -> Sequence[Op]:
         "term_start": d["term_start"], "term_end": d["term_end"],
         "queries_per_period": ent["queries_per_period"], "rows_per_period": ent["rows_per_period"],
         "privacy_budget": float(ent["privacy_budget"]), "period": ent.get("period", "month"),
-        "created_by": _by(d), "created_at": at, "activated_at": None, "ended_on": None, "updated_at": at,
+        "created_by": acting_user(d), "created_at": at, "activated_at": None, "ended_on": None, "updated_at": at,
     })]
     for kind, a in d["agreements"].items():
         ops.append(Upsert(AGREEMENTS.name, {
@@ -185,7 +181,7 @@ def _signed(e: Recorded) -> Sequence[Op]:
     party = d["party"]
     return (
         Update(AGREEMENTS.name, {"subscription_id": e.originator_id, "kind": d["kind"]},
-               {f"signed_by_{party}": _by(d), f"signed_at_{party}": d["timestamp"]}),
+               {f"signed_by_{party}": acting_user(d), f"signed_at_{party}": d["timestamp"]}),
         Update(SUBSCRIPTIONS.name, {"subscription_id": e.originator_id}, {"updated_at": d["timestamp"]}),
     )
 
@@ -251,13 +247,10 @@ HANDLERS: dict[str, Callable[[Recorded], Iterable[Op]]] = {
 }
 
 
-class UnitsProjection(Projection):
+class UnitsProjection(HandlerProjection):
     """Units (status, kind, members, qualification) and subscriptions (agreements, entitlements, term)."""
 
     name = "units"
     version = 1
-    topics = frozenset(HANDLERS)
+    handlers = HANDLERS
     tables = (UNITS, MEMBERS, SUBSCRIPTIONS, AGREEMENTS)
-
-    def apply(self, event: Recorded) -> Iterable[Op]:
-        return HANDLERS[event.topic](event)

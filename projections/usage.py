@@ -24,9 +24,9 @@ from projections.base import (
     INT,
     TEXT,
     TIMESTAMP,
+    HandlerProjection,
     Increment,
     Op,
-    Projection,
     Recorded,
     Table,
     Update,
@@ -162,13 +162,10 @@ HANDLERS: dict[str, Callable[[Recorded], Iterable[Op]]] = {
 }
 
 
-class UsageProjection(Projection):
+class UsageProjection(HandlerProjection):
     """Per ledger (subscription x month) totals, per ledger and day counters, refusals by reason."""
 
     name = "usage"
     version = 2
-    topics = frozenset(HANDLERS)
+    handlers = HANDLERS
     tables = (LEDGERS, DAILY, REFUSALS)
-
-    def apply(self, event: Recorded) -> Iterable[Op]:
-        return HANDLERS[event.topic](event)

@@ -62,6 +62,7 @@ DAILY = Table(
         "ledger_id": TEXT,
         "day": TEXT,
         "queries": INT,
+        "workspace_events": INT,
         "rows_out": INT,
         "budget_spent": FLOAT,
         "refusals": INT,
@@ -128,7 +129,8 @@ def _use(e: Recorded) -> Sequence[Op]:
         Increment(LEDGERS.name, {"ledger_id": ledger},
                   {"queries_used": calls, "rows_used": rows, "budget_used": budget, "refusals": 0}),
         Increment(DAILY.name, {"ledger_id": ledger, "day": business_day(plain(d["at"]))},
-                  {"queries": calls, "rows_out": rows, "budget_spent": budget, "refusals": 0}),
+                  {"queries": calls, "workspace_events": 1 - calls, "rows_out": rows, "budget_spent": budget,
+                   "refusals": 0}),
     )
 
 
@@ -140,7 +142,7 @@ def _refused(e: Recorded) -> Sequence[Op]:
         Increment(LEDGERS.name, {"ledger_id": ledger},
                   {"queries_used": 0, "rows_used": 0, "budget_used": 0.0, "refusals": 1}),
         Increment(DAILY.name, {"ledger_id": ledger, "day": day},
-                  {"queries": 0, "rows_out": 0, "budget_spent": 0.0, "refusals": 1}),
+                  {"queries": 0, "workspace_events": 0, "rows_out": 0, "budget_spent": 0.0, "refusals": 1}),
         Increment(REFUSALS.name, {"ledger_id": ledger, "day": day, "reason": d["reason"]}, {"refusals": 1}),
     )
 
@@ -166,6 +168,6 @@ class UsageProjection(HandlerProjection):
     """Per ledger (subscription x month) totals, per ledger and day counters, refusals by reason."""
 
     name = "usage"
-    version = 2
+    version = 3
     handlers = HANDLERS
     tables = (LEDGERS, DAILY, REFUSALS)

@@ -591,7 +591,8 @@ def usage_daily(
     until: date | str | None = None,
 ) -> pl.DataFrame:
     """Per subscription, product, unit and day (Baotou calendar of the use's ``at``): queries,
-    refusals by reason (``refused_<reason>``), rows out and privacy budget spent."""
+    workspace events (sessions opened/closed, kernels; time, not queries), refusals by reason
+    (``refused_<reason>``), rows out and privacy budget spent."""
     ledger_where: list[str] = []
     params: list[Any] = []
     for column, value in (("subscription_id", _ids(subscription_id)), ("unit_id", _id(unit_id)),
@@ -611,11 +612,13 @@ def usage_daily(
     with _opened(db) as conn:
         if not all(conn.table_exists(t.name) for t in usage_rm.UsageProjection.tables):
             daily = frame_from_rows(["day", "subscription_id", "unit_id", "product_id", "period", "queries",
-                                     "rows_out", "budget_spent", "refusals", "ledger_id"], [], types)
+                                     "workspace_events", "rows_out", "budget_spent", "refusals", "ledger_id"], [],
+                                    types)
             refusals = frame_from_rows(["ledger_id", "day", "reason", "refusals"], [], types)
         else:
             names, rows = conn.query(conn.sql(
-                "SELECT d.day, l.subscription_id, l.unit_id, l.product_id, l.period, d.queries, d.rows_out, "
+                "SELECT d.day, l.subscription_id, l.unit_id, l.product_id, l.period, d.queries, d.workspace_events, "
+                "d.rows_out, "
                 f"d.budget_spent, d.refusals, d.ledger_id FROM rm_usage_daily d {join}{where} "
                 "ORDER BY d.day, l.subscription_id"), params)
             daily = frame_from_rows(names, rows, types)
@@ -633,8 +636,8 @@ def usage_daily(
         .with_columns(pl.col(f"refused_{r}" for r in reasons).fill_null(0).cast(pl.Int64),
                       day=pl.col("day").str.to_date())
         .drop("ledger_id")
-        .select("day", "subscription_id", "unit_id", "product_id", "period", "queries", "refusals",
-                *(f"refused_{r}" for r in reasons), "rows_out", "budget_spent")
+        .select("day", "subscription_id", "unit_id", "product_id", "period", "queries", "workspace_events",
+                "refusals", *(f"refused_{r}" for r in reasons), "rows_out", "budget_spent")
     )
 
 

@@ -110,7 +110,7 @@ class LiveDemo:
             frame = views.usage_daily(runner, subscription_id=str(subscription_id))
         today = business_day(datetime.now(UTC).isoformat())
         rows = frame.filter(frame["day"].cast(str) == today).to_dicts()
-        return rows[0] if rows else {"queries": 0, "refusals": 0, "budget_spent": 0.0}
+        return rows[0] if rows else {"queries": 0, "workspace_events": 0, "refusals": 0, "budget_spent": 0.0}
 
     def unit_subscriptions(self, index: int) -> list[UUID]:
         return list(self.mp.parties.get(ApplicationUnit, unit_id(index)).subscription_ids)

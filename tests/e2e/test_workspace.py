@@ -75,7 +75,7 @@ def workspace_uses(demo: LiveDemo, subscription: Any) -> list[Any]:
 def test_art23_launch_serves_jupyterlab_with_token_and_meters_sessions(demo: LiveDemo) -> None:
     (subscription,) = demo.unit_subscriptions(MOBILITY)
     before = len(workspace_uses(demo, subscription))
-    read_before = demo.usage_today(subscription)["queries"]
+    read_before = demo.usage_today(subscription)
     proc, lines = launch(demo, credit_code(MOBILITY), "--member", "mobility0.analyst")
     try:
         found = wait_for_url(proc, lines)
@@ -102,7 +102,9 @@ def test_art23_launch_serves_jupyterlab_with_token_and_meters_sessions(demo: Liv
     assert all(u.user_id == "mobility0.analyst" for u in uses)
     assert json.loads(uses[-1].query)["seconds"] > 0
     assert len({json.loads(u.query)["session"] for u in uses}) == 1
-    assert demo.usage_today(subscription)["queries"] == read_before + 6  # in the usage read model too
+    read_after = demo.usage_today(subscription)  # in the usage read model too: as time, not as queries
+    assert read_after["workspace_events"] == read_before["workspace_events"] + 6
+    assert read_after["queries"] == read_before["queries"]
 
 
 def test_art23_workspace_credentials_are_0600_and_outside_notebooks(demo: LiveDemo) -> None:

@@ -8,6 +8,8 @@ need=()
 command -v unshare >/dev/null || need+=(util-linux)
 if [ "${SHUYUN_BROWSER_TESTS:-1}" = "1" ]; then
   [ -x /usr/bin/chromium ] || need+=(chromium)
+  # Chinese text (district, product and unit names) renders as empty boxes without a CJK font.
+  [ -d /usr/share/fonts/truetype/wqy ] || need+=(fonts-wqy-zenhei)
 fi
 # The browser tests' OpenID provider (npm oidc-provider, pinned by tests/e2e/oidc/package-lock.json).
 if [ "${SHUYUN_BROWSER_TESTS:-1}" = "1" ] && command -v npm >/dev/null && [ ! -d "$(dirname "$0")/../tests/e2e/oidc/node_modules/oidc-provider" ]; then

@@ -8,6 +8,7 @@ subscriptions, a product and its sources' consents) go in one atomic ``save``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import pkgutil
 from datetime import date
@@ -66,6 +67,7 @@ class DateAsISO(Transcoding):
         return date.fromisoformat(data)
 
 
+@functools.cache
 def domain_value_types() -> tuple[list[type[Enum]], list[type[Any]], list[type[Aggregate]]]:
     """Enums, value objects and aggregates defined in the ``domain`` package, found by scanning it."""
     enums: list[type[Enum]] = []

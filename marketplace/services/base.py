@@ -13,7 +13,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
-from domain.errors import AlreadyExists, ConcurrencyConflict, NotFound
+from domain.errors import AlreadyExists, ConcurrencyConflict, InvalidInput, NotFound
 from marketplace.store import MarketplaceApplication
 
 A = TypeVar("A", bound=Aggregate)
@@ -94,8 +94,6 @@ class Service:
 
 def ensure_uuid(field: str, value: Any) -> UUID:
     """Parse an id argument, naming the field when it is malformed."""
-    from domain.errors import InvalidInput
-
     if isinstance(value, UUID):
         return value
     try:

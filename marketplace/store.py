@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
+import json
 import pkgutil
+import re
 from datetime import date
 from enum import Enum
 from typing import Any, cast
@@ -18,9 +20,10 @@ from uuid import UUID
 
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import JSONTranscoder, Transcoding
+from eventsourcing.persistence import JSONTranscoder, Transcoder, Transcoding
 
 import domain
+from domain.errors import InvalidInput
 from marketplace.config import Config
 
 #: Aggregates whose history can grow long enough to load slowly: snapshot every N events.
@@ -87,11 +90,53 @@ def domain_value_types() -> tuple[list[type[Enum]], list[type[Any]], list[type[A
     return enums, values, aggregates
 
 
+#: The integers every JSON reader of the log reads exactly (orjson, which the projections use, keeps
+#: 64 bits: a signed 64-bit integer or an unsigned one).
+INTEGER_RANGE = (-(2**63), 2**64 - 1)
+_LONG_DIGITS = re.compile(rb"\d{19}")
+
+
+def _out_of_range(obj: Any) -> int | None:
+    """The first integer in decoded JSON outside ``INTEGER_RANGE``, if any."""
+    if isinstance(obj, int) and not isinstance(obj, bool):
+        return obj if not INTEGER_RANGE[0] <= obj <= INTEGER_RANGE[1] else None
+    if isinstance(obj, dict):
+        obj = list(obj.values())
+    if isinstance(obj, list):
+        for item in obj:
+            found = _out_of_range(item)
+            if found is not None:
+                return found
+    return None
+
+
+class LogTranscoder(JSONTranscoder):
+    """JSON that every reader of the log parses exactly: integers stay within 64 bits.
+
+    The projections read the log with orjson, which turns an integer beyond 64 bits into
+    a float; no quantity of the marketplace comes near that, so such an integer is bad
+    input, refused before anything is written rather than silently rounded later.
+    """
+
+    def encode(self, obj: Any) -> bytes:
+        data = super().encode(obj)
+        if _LONG_DIGITS.search(data) is not None:  # only then can an integer be that large
+            found = _out_of_range(json.loads(data))
+            if found is not None:
+                raise InvalidInput("integer", f"{found} is outside the 64-bit range the event log stores exactly")
+        return data
+
+
 class MarketplaceApplication(Application[UUID]):
     """Every fact of the marketplace, in one append-only store."""
 
     name = "Shuyun"
     is_snapshotting_enabled = True
+
+    def construct_transcoder(self) -> Transcoder:
+        transcoder = LogTranscoder()
+        self.register_transcodings(transcoder)
+        return transcoder
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)

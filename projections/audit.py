@@ -3,9 +3,11 @@
 Generic over all events (art. 8, 18: operation records answer "who did what, when"):
 one row per notification with its position, time, aggregate, event name, the acting
 user and role from the ``by`` actor every domain command records (system events that
-name no actor leave those empty), and a short human-readable summary of the other
-attributes. It reads the payload as plain data, never building domain objects, because
-it decodes every event of the log and sets the pace of a full rebuild.
+name no actor leave those empty), and the event's other attributes as stored (JSON),
+which ``views.audit`` renders as a short human-readable summary for the rows it returns.
+It reads the payload as plain data, never building domain objects, and leaves the
+summary to read time, because it maps every event of the log and sets the pace of a
+full rebuild, while a reader looks at a page of rows.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from typing import Any
+
+import orjson
 
 from projections.base import (
     INT,
@@ -24,6 +28,7 @@ from projections.base import (
     Recorded,
     Table,
     canonical_uuid,
+    parse_json,
     topic_parts,
     unwrap,
 )
@@ -40,15 +45,18 @@ EVENTS = Table(
         "event_name": TEXT,
         "actor_user_id": TEXT,
         "actor_role": TEXT,
-        "summary": TEXT,
+        "attributes": TEXT,
     },
     key=("notification_id",),
     indexes=(("aggregate_id",), ("actor_user_id",)),
 )
 
 TABLE_NAME = EVENTS.name
+#: Attributes no read model may hold: an API client's secret hash (``ApiClient.Issued``).
+NEVER_STORED = frozenset({"secret_hash"})
 #: Attributes shown in their own columns (or bookkeeping), left out of the summary.
-_NOT_SUMMARISED = frozenset({"timestamp", "originator_topic", "originator_id", "originator_version", "by"})
+_NOT_SUMMARISED = frozenset({"timestamp", "originator_topic", "originator_id", "originator_version", "by",
+                             *NEVER_STORED})
 SUMMARY_LENGTH = 240
 VALUE_LENGTH = 80
 
@@ -88,6 +96,11 @@ def summarise(data: dict[str, Any]) -> str:
     return summary if len(summary) <= SUMMARY_LENGTH else summary[: SUMMARY_LENGTH - 1] + "…"
 
 
+def summary_of(attributes: str) -> str:
+    """The summary of an audit row's stored ``attributes``."""
+    return summarise(parse_json(attributes))
+
+
 def _scalar(value: Any) -> str | None:
     """A string attribute, looking through one transcoder wrapper (an enum, a datetime)."""
     if type(value) is dict:
@@ -97,7 +110,7 @@ def _scalar(value: Any) -> str | None:
 
 class AuditProjection(Projection):
     name = "audit"
-    version = 1
+    version = 3
     topics = None
     tables = (EVENTS,)
 
@@ -110,6 +123,10 @@ class AuditProjection(Projection):
             if type(actor) is dict:
                 user_id = _scalar(actor.get("user_id"))
                 role = _scalar(actor.get("role"))
+        if NEVER_STORED.isdisjoint(raw):
+            attributes = event.json
+        else:
+            attributes = orjson.dumps({k: v for k, v in raw.items() if k not in NEVER_STORED}).decode("utf8")
         aggregate_type, event_name = topic_parts(event.topic)
         return (
             Insert(TABLE_NAME, (
@@ -122,6 +139,6 @@ class AuditProjection(Projection):
                 event_name,
                 user_id,
                 role,
-                summarise(raw),
+                attributes,
             )),
         )

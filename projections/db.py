@@ -42,6 +42,8 @@ LOCK_TIMEOUT = 30.0
 TRACKING_TABLE = "projection_tracking"
 #: Runs of inserts at least this long go through COPY on PostgreSQL.
 COPY_THRESHOLD = 200
+#: The page cache of a read-model connection to SQLite, in KiB.
+CACHE_KIB = 65_536
 
 _SQLITE_TYPES = {
     ColumnType.TEXT: "TEXT",
@@ -103,8 +105,15 @@ class Database:
     def reconnect_if_broken(self) -> None:
         """Open a fresh connection if the server dropped this one (nothing to do for SQLite)."""
 
+    #: Whether large groups of updates, upserts, deletes and increments go through a staging table.
+    stages = False
+
     def copy_rows(self, cur: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         cur.executemany(self.insert_sql(table, columns), rows)
+
+    def stage_rows(self, cur: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Put ``rows`` alone in ``table``'s staging table (see ``OpWriter.staged``)."""
+        raise NotImplementedError
 
     # -- SQL rendering --------------------------------------------------------------
     def sql(self, text: str) -> str:
@@ -119,12 +128,17 @@ class Database:
             f"{name} {self.column_type(kind)}{' NOT NULL' if name in table.key else ''}"
             for name, kind in table.columns.items()
         )
-        statements = [f"CREATE TABLE IF NOT EXISTS {table.name} ({columns}, PRIMARY KEY ({', '.join(table.key)}))"]
+        key, clustered = ", ".join(table.key), self.clustered(table)
+        statements = [f"CREATE TABLE IF NOT EXISTS {table.name} ({columns}, PRIMARY KEY ({key})){clustered}"]
         for index in table.indexes:
             statements.append(
                 f"CREATE INDEX IF NOT EXISTS {table.name}__{'_'.join(index)} ON {table.name} ({', '.join(index)})"
             )
         return statements
+
+    def clustered(self, table: Table) -> str:
+        """What makes a table's rows live in its key's B-tree (PostgreSQL has no such option)."""
+        return ""
 
     def insert_sql(self, table: str, columns: Sequence[str]) -> str:
         marks = ", ".join("?" * len(columns))
@@ -222,9 +236,18 @@ class SQLiteDatabase(Database):
             # Safe for read models: a power cut can lose the last batches but never splits
             # a batch from its tracking position, so the runner simply re-applies them.
             self.conn.execute("PRAGMA synchronous=NORMAL")
+            # Read models are B-trees keyed by ids in random order: a rebuild touches pages all
+            # over them, and a cache of SQLite's default 2 MB rereads them from the OS all the time.
+            self.conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
 
     def cursor(self) -> sqlite3.Cursor:
         return self.conn.cursor()
+
+    def clustered(self, table: Table) -> str:
+        # An INTEGER key already is the rowid. Any other key would get a B-tree of its own
+        # beside the table's, and every write would change both.
+        single_integer = len(table.key) == 1 and table.columns[table.key[0]] is ColumnType.INT
+        return "" if single_integer else " WITHOUT ROWID"
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Cursor]:
@@ -302,6 +325,18 @@ class PostgresDatabase(Database):
             for row in rows:
                 copy.write_row(row)
 
+    stages = True
+
+    def stage_rows(self, cur: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        stage = stage_name(table)
+        # Made afresh in each transaction (dropped at its end), so it always has the table's
+        # current columns, even after a rebuild changed them.
+        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DROP")
+        cur.execute(f"TRUNCATE {stage}")
+        with cur.copy(f"COPY {stage} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
     def close(self) -> None:
         self.conn.close()
 
@@ -341,6 +376,7 @@ class OpWriter:
         self.db = db
         self.tables = dict(tables)
         self._sql: dict[tuple[Any, ...], str] = {}
+        self._staged: dict[tuple[Any, ...], tuple[tuple[str, ...], str]] = {}
         self._insert_shapes: dict[str, tuple[str, str]] = {}
         self._key_positions = {
             name: (tuple(t.column_names.index(c) for c in t.key), len(t.column_names))
@@ -354,11 +390,15 @@ class OpWriter:
             raise ProjectionError(f"row operation names table {name!r}, which no projection here declares") from None
 
     def plan(self, ops: Sequence[Op]) -> dict[str, list[tuple[tuple[Any, ...], list[Sequence[Any]]]]]:
-        """Per table, the statements to run in order: ``(shape, rows of parameters)``."""
-        per_table: dict[str, tuple[dict[Any, int], dict[tuple[int, tuple[Any, ...]], list[Sequence[Any]]]]] = {}
-        inserts = self._insert_shapes
-        shape: tuple[Any, ...]
-        params: Sequence[Any]
+        """Per table, the statements to run in order: ``(shape, rows of parameters)``.
+
+        Consecutive operations on one row are first folded into one where the result is
+        the same (an insert and the updates after it become one insert; updates and
+        upserts merge their columns; increments add up): a rebuild sees a row's whole
+        early history in one batch, and every statement saved is a B-tree search saved.
+        """
+        per_table: dict[str, tuple[dict[Any, list[Any]], list[list[Any]]]] = {}
+        positions_of = self._key_positions
         for op in ops:
             try:
                 name = op.table
@@ -367,31 +407,63 @@ class OpWriter:
             entry = per_table.get(name)
             if entry is None:
                 self.table(name)
-                entry = per_table[name] = ({}, {})
-            waves, groups = entry
+                entry = per_table[name] = ({}, [])
+            last, slots = entry
             if type(op) is Insert:  # the bulk of a rebuild: the cheapest path
-                shape = inserts.get(name) or inserts.setdefault(name, ("insert", name))
-                params = op.row
-                positions, width = self._key_positions[name]
-                key: Any = tuple([params[i] for i in positions]) if len(params) == width else ("malformed", id(op))
+                positions, width = positions_of[name]
+                key: Any = tuple([op.row[i] for i in positions]) if len(op.row) == width else ("malformed", id(op))
             else:
-                shape, params = self._shape(op)
                 key = self._row_key(op)
             try:
-                wave = waves.get(key, 0)
+                previous = last.get(key)
             except TypeError:
                 kind = type(op).__name__
                 raise ProjectionError(f"{kind} on {name}: key values must be scalars, got {key!r}") from None
-            waves[key] = wave + 1
-            group = groups.get((wave, shape))
-            if group is None:
-                groups[(wave, shape)] = [params]
-            else:
-                group.append(params)
-        return {
-            name: [(wave_shape[1], rows) for wave_shape, rows in sorted(groups.items(), key=lambda item: item[0][0])]
-            for name, (_, groups) in per_table.items()
-        }
+            if previous is not None:
+                merged = self._fold(previous[1], op)
+                if merged is not None:
+                    previous[1] = merged
+                    continue
+            slot = [0 if previous is None else previous[0] + 1, op]
+            last[key] = slot
+            slots.append(slot)
+        plan: dict[str, list[tuple[tuple[Any, ...], list[Sequence[Any]]]]] = {}
+        for name, (_, slots) in per_table.items():
+            groups: dict[tuple[int, tuple[Any, ...]], list[Sequence[Any]]] = {}
+            for wave, op in slots:
+                shape, params = self._shape(op)
+                group = groups.get((wave, shape))
+                if group is None:
+                    groups[(wave, shape)] = [params]
+                else:
+                    group.append(params)
+            plan[name] = [(ws[1], rows) for ws, rows in sorted(groups.items(), key=lambda item: item[0][0])]
+        return plan
+
+    def _fold(self, first: Op, then: Op) -> Op | None:
+        """One operation with the effect of ``first`` then ``then`` on the same row, if there is one."""
+        if isinstance(then, Update | Upsert):
+            values: Mapping[str, Any] = then.values if isinstance(then, Update) else then.row
+            if type(first) is Insert:
+                table = self.tables[first.table]
+                row = list(first.row)
+                try:
+                    for column, value in values.items():
+                        row[table.column_names.index(column)] = value
+                except ValueError:
+                    return None  # an unknown column: let the statement report it
+                return Insert(first.table, tuple(row))
+            if type(first) is Upsert:
+                return Upsert(first.table, {**first.row, **values})
+            if type(first) is Update and type(then) is Update:
+                return Update(first.table, first.key, {**first.values, **values})
+            return None
+        if type(then) is Increment and type(first) is Increment:
+            deltas = dict(first.deltas)
+            for column, delta in then.deltas.items():
+                deltas[column] = deltas.get(column, 0) + delta
+            return Increment(first.table, first.key, deltas)
+        return None
 
     def _row_key(self, op: Op) -> tuple[Any, ...]:
         """The values of the table's key columns the operation addresses (None where it names none)."""
@@ -472,8 +544,56 @@ class OpWriter:
             for shape, params in runs:
                 if shape[0] == "insert":
                     self.db.copy_rows(cur, name, self.table(name).column_names, params)
+                elif self.db.stages and len(params) >= COPY_THRESHOLD:
+                    columns, merge = self.staged(shape)
+                    self.db.stage_rows(cur, name, columns, params)
+                    cur.execute(merge)
                 else:
                     cur.executemany(self.statement(shape), params)
+
+    def staged(self, shape: tuple[Any, ...]) -> tuple[tuple[str, ...], str]:
+        """For a database that ``stages``: the columns of a statement's parameters, in order, and the
+        one statement that applies them all from the staging table.
+
+        One set-based statement instead of one per row: on PostgreSQL each row of an
+        ``executemany`` is a round of the server's executor, most of the cost of a rebuild.
+        A wave names each row once, so one statement may touch every row of it.
+        """
+        cached = self._staged.get(shape)
+        if cached is not None:
+            return cached
+        self.statement(shape)  # the same checks of keys and columns as row by row
+        kind, name = shape[0], shape[1]
+        table = self.table(name)
+        stage = stage_name(name)
+        key_list = ", ".join(table.key)
+        joined = " AND ".join(f"{name}.{c} = s.{c}" for c in table.key)
+        columns: tuple[str, ...]
+        if kind == "upsert":
+            columns = shape[2]
+            rest = [c for c in columns if c not in table.key]
+            action = "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in rest) if rest else "DO NOTHING"
+            merge = (f"INSERT INTO {name} ({', '.join(columns)}) SELECT {', '.join(columns)} FROM {stage} "
+                     f"ON CONFLICT ({key_list}) {action}")
+        elif kind == "update":
+            columns = (*shape[3], *shape[2])
+            sets = ", ".join(f"{c} = s.{c}" for c in shape[3])
+            merge = f"UPDATE {name} SET {sets} FROM {stage} s WHERE {joined}"
+        elif kind == "delete":
+            columns = shape[2]
+            merge = f"DELETE FROM {name} USING {stage} s WHERE {joined}"
+        else:  # increment
+            columns = (*shape[2], *shape[3])
+            sets = ", ".join(f"{c} = COALESCE({name}.{c}, 0) + excluded.{c}" for c in shape[3])
+            merge = (f"INSERT INTO {name} ({', '.join(columns)}) SELECT {', '.join(columns)} FROM {stage} "
+                     f"ON CONFLICT ({key_list}) DO UPDATE SET {sets}")
+        self._staged[shape] = (columns, merge)
+        return columns, merge
+
+
+def stage_name(table: str) -> str:
+    """The session's staging table for ``table``'s set-based statements."""
+    return f"stage_{table}"
 
 
 # -- Polars frames ---------------------------------------------------------------------------

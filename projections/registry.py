@@ -9,6 +9,8 @@ from projections.audit import AuditProjection
 from projections.base import Projection, ProjectionError
 from projections.catalog import CatalogProjection
 from projections.contributions import ContributionsProjection
+from projections.credentials import CredentialsProjection
+from projections.demand import DemandProjection
 from projections.feedback import FeedbackProjection
 from projections.pricing import PricingProjection
 from projections.queues import QueuesProjection
@@ -24,6 +26,8 @@ PROJECTIONS: list[Projection] = [
     FeedbackProjection(),
     ContributionsProjection(),
     QueuesProjection(),
+    DemandProjection(),
+    CredentialsProjection(),
 ]
 
 

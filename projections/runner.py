@@ -21,7 +21,6 @@ runs ``run_forever``): its connections take one transaction at a time.
 
 from __future__ import annotations
 
-import bisect
 import gc
 import logging
 import threading
@@ -448,10 +447,9 @@ class Runner:
         topics = self._topic_filter([p for p, _ in active])
         rows = self.log.read(start, head, size, topics)
         end = rows[-1][0] if len(rows) == size else head
-        ids = [r[0] for r in rows]
 
         planned: list[tuple[Projection, tuple[int, int], list[Op]]] = []
-        self._map(active, rows, ids, end, raise_errors, planned)
+        self._map(active, rows, end, raise_errors, planned)
         for projection, stored, _ in planned:
             after[projection.name] = (stored[0], end)
         return BatchPlan(planned, start, end, head, len(rows), started, after)
@@ -493,7 +491,6 @@ class Runner:
         self,
         active: Sequence[tuple[Projection, tuple[int, int]]],
         rows: Sequence[RawNotification],
-        ids: Sequence[int],
         end: int,
         raise_errors: bool,
         planned: list[tuple[Projection, tuple[int, int], list[Op]]],
@@ -503,36 +500,47 @@ class Runner:
         Each notification is wrapped at most once however many projections read it, and
         decoded only if one of them asks for its payload.
         """
-        recorded: list[Recorded | None] = [None] * len(rows)
         codec = self.log.codec
-        for projection, stored in active:
-            if stored[1] >= end:
+        live = [(projection, stored) for projection, stored in active if stored[1] < end]
+        starts = [stored[1] for _, stored in live]
+        results: list[list[Op] | None] = [[] for _ in live]
+        # topic -> indexes (in ``live``) of the projections that map it: one pass over the
+        # batch, each notification wrapped once and offered only to the projections that want it.
+        targets: dict[str, list[int]] = {}
+        for row in rows:
+            topic = row[3]
+            wanted = targets.get(topic)
+            if wanted is None:
+                wanted = targets[topic] = [j for j, (p, _) in enumerate(live) if self._wants(p, topic)]
+            if not wanted:
                 continue
-            handles = self._handles[projection.name]
-            ops: list[Op] = []
-            row: RawNotification | None = None
-            try:
-                for i in range(bisect.bisect_right(ids, stored[1]), len(rows)):
-                    row = rows[i]
-                    topic = row[3]
-                    wanted = handles.get(topic)
-                    if wanted is None:
-                        wanted = handles[topic] = bool(projection.handles(topic))
-                    if not wanted:
-                        continue
-                    event = recorded[i]
-                    if event is None:
-                        event = recorded[i] = Recorded(row[0], row[1], row[2], topic, row[4], codec)
-                    ops.extend(projection.apply(event))
-            except Exception as exc:
-                where = f"notification {row[0]} ({row[3]})" if row is not None else f"notifications after {stored[1]}"
-                message = f"projection {projection.name} failed mapping {where}: {exc!r}"
-                if raise_errors:
-                    raise ProjectionError(message) from exc
-                log.error(message)
-                self.failed[projection.name] = (time.monotonic(), message)
-                continue
-            planned.append((projection, stored, ops))
+            event = None
+            for j in wanted:
+                ops = results[j]
+                if ops is None or row[0] <= starts[j]:
+                    continue
+                if event is None:
+                    event = Recorded(row[0], row[1], row[2], topic, row[4], codec)
+                try:
+                    ops.extend(live[j][0].apply(event))
+                except Exception as exc:
+                    projection = live[j][0]
+                    message = f"projection {projection.name} failed mapping notification {row[0]} ({topic}): {exc!r}"
+                    if raise_errors:
+                        raise ProjectionError(message) from exc
+                    log.error(message)
+                    self.failed[projection.name] = (time.monotonic(), message)
+                    results[j] = None
+        for (projection, stored), ops in zip(live, results, strict=True):
+            if ops is not None:
+                planned.append((projection, stored, ops))
+
+    def _wants(self, projection: Projection, topic: str) -> bool:
+        handles = self._handles[projection.name]
+        wanted = handles.get(topic)
+        if wanted is None:
+            wanted = handles[topic] = bool(projection.handles(topic))
+        return wanted
 
     @staticmethod
     def _topic_filter(active: Sequence[Projection]) -> list[str] | None:

@@ -6,6 +6,11 @@ for each side, entitlements and term. What a subscription has left this period i
 stored here: it is the subscription's current entitlements minus the period's usage
 ledger (``rm_usage_ledgers``), combined at read time by ``views.unit_subscriptions``,
 because the current period is a matter of the reader's clock, not of any event.
+
+The other parties are here too (art. 15-16): the operator's and the bureau's staff with
+the roles each holds, in the order granted, and every provider's staff roster (who acts
+for which provider). The provider's name is joined at read time from the catalog read
+model (``rm_catalog_providers``) by ``views.provider_staff``.
 """
 
 from __future__ import annotations
@@ -101,6 +106,28 @@ AGREEMENTS = Table(
         "signed_at_operator": TIMESTAMP,
     },
     key=("subscription_id", "kind"),
+)
+
+STAFF = Table(
+    "rm_units_staff",
+    {"staff_id": TEXT, "user_id": TEXT, "name": TEXT, "enrolled_by": TEXT, "enrolled_at": TIMESTAMP},
+    key=("staff_id",),
+    indexes=(("user_id",),),
+)
+
+#: Roles each staff member holds now; ``granted_id`` (the grant's notification id) keeps the grant order.
+STAFF_ROLES = Table(
+    "rm_units_staff_roles",
+    {"staff_id": TEXT, "role": TEXT, "granted_id": INT, "granted_by": TEXT, "granted_at": TIMESTAMP},
+    key=("staff_id", "role"),
+)
+
+#: Providers' rosters; ``added_id`` (the notification id) keeps the roster's order.
+PROVIDER_STAFF = Table(
+    "rm_units_provider_staff",
+    {"provider_id": TEXT, "user_id": TEXT, "added_id": INT, "added_by": TEXT, "added_at": TIMESTAMP},
+    key=("provider_id", "user_id"),
+    indexes=(("user_id",),),
 )
 
 
@@ -226,7 +253,44 @@ def _entitlements(e: Recorded) -> Sequence[Op]:
     }),)
 
 
+# -- operator staff and providers' rosters (art. 15-16) ---------------------------------------------
+
+
+def _enrolled(e: Recorded) -> Sequence[Op]:
+    d = e.raw
+    return (Upsert(STAFF.name, {
+        "staff_id": e.originator_id, "user_id": d["user_id"], "name": d["name"], "enrolled_by": raw_user(d),
+        "enrolled_at": plain(d["timestamp"]),
+    }),)
+
+
+def _role_granted(e: Recorded) -> Sequence[Op]:
+    d = e.raw
+    return (Upsert(STAFF_ROLES.name, {
+        "staff_id": e.originator_id, "role": plain(d["role"]), "granted_id": e.notification_id,
+        "granted_by": raw_user(d), "granted_at": plain(d["timestamp"]),
+    }),)
+
+
+def _role_revoked(e: Recorded) -> Sequence[Op]:
+    return (Delete(STAFF_ROLES.name, {"staff_id": e.originator_id, "role": plain(e.raw["role"])}),)
+
+
+def _provider_staff_added(e: Recorded) -> Sequence[Op]:
+    d = e.raw
+    return (Upsert(PROVIDER_STAFF.name, {
+        "provider_id": e.originator_id, "user_id": d["user_id"], "added_id": e.notification_id,
+        "added_by": raw_user(d), "added_at": plain(d["timestamp"]),
+    }),)
+
+
+def _provider_staff_removed(e: Recorded) -> Sequence[Op]:
+    return (Delete(PROVIDER_STAFF.name, {"provider_id": e.originator_id, "user_id": e.raw["user_id"]}),)
+
+
 _U = "domain.parties:ApplicationUnit."
+_M = "domain.parties:StaffMember."
+_V = "domain.catalog:Provider."
 _S = "domain.licensing:Subscription."
 HANDLERS: dict[str, Callable[[Recorded], Iterable[Op]]] = {
     _U + "Registered": _registered,
@@ -244,13 +308,19 @@ HANDLERS: dict[str, Callable[[Recorded], Iterable[Op]]] = {
     _S + "Terminated": _terminated,
     _S + "Expired": _expired,
     _S + "EntitlementsChanged": _entitlements,
+    _M + "Enrolled": _enrolled,
+    _M + "RoleGranted": _role_granted,
+    _M + "RoleRevoked": _role_revoked,
+    _V + "StaffAdded": _provider_staff_added,
+    _V + "StaffRemoved": _provider_staff_removed,
 }
 
 
 class UnitsProjection(HandlerProjection):
-    """Units (status, kind, members, qualification) and subscriptions (agreements, entitlements, term)."""
+    """Units (status, kind, members, qualification), subscriptions (agreements, entitlements, term),
+    operator staff with their roles, and providers' staff rosters."""
 
     name = "units"
-    version = 1
+    version = 2
     handlers = HANDLERS
-    tables = (UNITS, MEMBERS, SUBSCRIPTIONS, AGREEMENTS)
+    tables = (UNITS, MEMBERS, SUBSCRIPTIONS, AGREEMENTS, STAFF, STAFF_ROLES, PROVIDER_STAFF)

@@ -39,6 +39,8 @@ from marketplace.config import Config
 from projections import audit as audit_rm
 from projections import catalog as catalog_rm
 from projections import contributions as contributions_rm
+from projections import credentials as credentials_rm
+from projections import demand as demand_rm
 from projections import feedback as feedback_rm
 from projections import pricing as pricing_rm
 from projections import queues as queues_rm
@@ -563,6 +565,155 @@ def subscription_agreements(db: Source, subscription_id: Any = None, unit_id: An
             signed=pl.col("signed_by_unit").is_not_null() & pl.col("signed_by_operator").is_not_null(),
             scope=pl.col("scope").str.split(","),
         )
+
+
+# -- staff and providers' rosters (art. 15-16) ---------------------------------------------------------
+
+
+@view
+def staff(db: Source) -> pl.DataFrame:
+    """The operator's and the bureau's staff by user id, each with the roles held now, in the order granted."""
+    with _opened(db) as conn:
+        members = _select(conn, units_rm.STAFF)
+        roles = _select(conn, units_rm.STAFF_ROLES, columns=["staff_id", "role", "granted_id"])
+    held = roles.sort("granted_id").group_by("staff_id", maintain_order=True).agg(pl.col("role").alias("roles"))
+    return (
+        members.join(held, on="staff_id", how="left")
+        .with_columns(pl.col("roles").fill_null(pl.lit([], dtype=pl.List(pl.String))))
+        .select("staff_id", "user_id", "name", "roles", "enrolled_by", "enrolled_at")
+        .sort("user_id")
+    )
+
+
+@view
+def provider_staff(db: Source, provider_id: Any = None) -> pl.DataFrame:
+    """Who acts for which provider (art. 15 named contacts): by provider name, then in roster order."""
+    with _opened(db) as conn:
+        roster = _select(conn, units_rm.PROVIDER_STAFF, {"provider_id": _id(provider_id)})
+        names = _select(conn, catalog_rm.PROVIDERS, {"provider_id": _id(provider_id)},
+                        columns=["provider_id", "name"]).rename({"name": "provider_name"})
+    return (
+        roster.join(names, on="provider_id", how="left")
+        .sort(["provider_name", "added_id"], nulls_last=True)
+        .select("provider_id", "provider_name", "user_id", "added_by", "added_at")
+    )
+
+
+# -- demand applications and the demand board (art. 6, 19-22) ------------------------------------------------
+
+SCOPE_DTYPE = pl.List(pl.Struct({"product_id": pl.String, "fields": pl.List(pl.String)}))
+OPINIONS_DTYPE = pl.List(pl.Struct({
+    "expert": pl.String, "opinion": pl.String, "recommendation": pl.String, "recorded_by": pl.String,
+    "recorded_at": pl.Datetime("us", "UTC"),
+}))
+RESPONSES_DTYPE = pl.List(pl.Struct({
+    "text": pl.String, "product_id": pl.String, "responded_by": pl.String, "responded_at": pl.Datetime("us", "UTC"),
+}))
+DEMAND_APPLICATION_COLUMNS = (
+    "application_id", "unit_id", "unit_name", "status", "filed_on", "filed_by", "filed_at", "scenario", "purpose",
+    "purpose_class", "scope", "product_ids", "period_start", "period_end", "security_controls", "risk_level",
+    "risk_notes", "assessed_by", "assessed_at", "expert_opinion_count", "expert_opinions", "decided_by", "decided_at",
+    "decision_reason", "withdrawn_by", "withdrawn_at", "updated_at",
+)
+
+
+def _grouped(rows: pl.DataFrame, key: str, order: str, fields: Sequence[str], name: str,
+             dtype: pl.DataType) -> pl.DataFrame:
+    """Rows of a child table as one list-of-structs column per ``key``, in ``order``."""
+    return (rows.sort(order).group_by(key, maintain_order=True)
+            .agg(pl.struct(*fields).alias(name)).with_columns(pl.col(name).cast(dtype)))
+
+
+def _applications(conn: Database, where: Mapping[str, Any], narrowed: bool) -> pl.DataFrame:
+    frame = _select(conn, demand_rm.APPLICATIONS, where)
+    ids = _within(frame, "application_id", narrowed)
+    opinions = _select(conn, demand_rm.OPINIONS, {"application_id": ids})
+    unit_names = _select(conn, units_rm.UNITS, columns=["unit_id", "name"]).rename({"name": "unit_name"})
+    grouped = _grouped(opinions, "application_id", "opinion_id",
+                       ("expert", "opinion", "recommendation", "recorded_by", "recorded_at"), "expert_opinions",
+                       OPINIONS_DTYPE)
+    return (
+        frame.join(grouped, on="application_id", how="left").join(unit_names, on="unit_id", how="left")
+        .with_columns(
+            pl.col("expert_opinions").fill_null(pl.lit([], dtype=OPINIONS_DTYPE)),
+            pl.col("scope").str.json_decode(SCOPE_DTYPE),
+            pl.col("security_controls").str.json_decode(pl.List(pl.String)),
+            pl.col("filed_on", "period_start", "period_end").str.to_date(),
+        )
+        .with_columns(product_ids=pl.col("scope").list.eval(pl.element().struct.field("product_id")))
+        .select(DEMAND_APPLICATION_COLUMNS)
+        .sort(["filed_at", "application_id"], descending=True)
+    )
+
+
+@view
+def demand_applications(db: Source, unit_id: Any = None, statuses: Any = None) -> pl.DataFrame:
+    """Demand applications, newest first, with every art. 21 field, the risk assessment, expert opinions
+    (art. 6) and the decision or withdrawal (art. 22).
+
+    ``scope`` is a list of ``{product_id, fields}``, ``security_controls`` a list of texts,
+    ``expert_opinions`` a list of ``{expert, opinion, recommendation, recorded_by, recorded_at}``
+    in the order recorded. ``statuses`` takes a status or a list (``submitted``,
+    ``under_review``, ``approved``, ``rejected``, ``withdrawn``).
+    """
+    with _opened(db) as conn:
+        return _applications(conn, {"unit_id": _id(unit_id), "status": _text(statuses)},
+                             unit_id is not None or statuses is not None)
+
+
+@view
+def demand_application(db: Source, application_id: Any) -> pl.DataFrame:
+    """One demand application, the columns of ``demand_applications`` (empty if unknown)."""
+    with _opened(db) as conn:
+        return _applications(conn, {"application_id": _id(application_id)}, True)
+
+
+DEMAND_POST_COLUMNS = (
+    "post_id", "unit_id", "unit_name", "title", "description", "data_wanted", "purpose_class", "status", "interest",
+    "seconded_by", "response_count", "responses", "posted_by", "posted_at", "close_reason", "closed_by", "closed_at",
+    "updated_at",
+)
+
+
+@view
+def demand_posts(db: Source) -> pl.DataFrame:
+    """The demand board (art. 19-20): every posted need, most needed first (then newest).
+
+    ``interest`` counts the posting unit and every unit that seconded it (``seconded_by``,
+    unit ids in the order they seconded); ``responses`` are the operator's answers as
+    ``{text, product_id, responded_by, responded_at}`` in the order given.
+    """
+    with _opened(db) as conn:
+        posts = _select(conn, demand_rm.POSTS)
+        responses = _select(conn, demand_rm.RESPONSES)
+        seconds = _select(conn, demand_rm.SECONDS)
+        unit_names = _select(conn, units_rm.UNITS, columns=["unit_id", "name"]).rename({"name": "unit_name"})
+    answers = _grouped(responses, "post_id", "response_id", ("text", "product_id", "responded_by", "responded_at"),
+                       "responses", RESPONSES_DTYPE)
+    seconders = seconds.sort("seconded_id").group_by("post_id", maintain_order=True).agg(
+        pl.col("unit_id").alias("seconded_by"))
+    return (
+        posts.join(answers, on="post_id", how="left").join(seconders, on="post_id", how="left")
+        .join(unit_names, on="unit_id", how="left")
+        .with_columns(pl.col("responses").fill_null(pl.lit([], dtype=RESPONSES_DTYPE)),
+                      pl.col("seconded_by").fill_null(pl.lit([], dtype=pl.List(pl.String))))
+        .select(DEMAND_POST_COLUMNS)
+        .sort(["interest", "posted_at", "post_id"], descending=True)
+    )
+
+
+# -- API clients (art. 8, 23, 34) ------------------------------------------------------------------------
+
+
+@view
+def api_clients(db: Source, unit_id: Any = None, status: Any = None) -> pl.DataFrame:
+    """A unit's API clients (every unit's without ``unit_id``), oldest first: member, label, scope
+    (``subscription_ids``), status and who issued and revoked them. No secret, no hash: the read
+    model never holds one."""
+    with _opened(db) as conn:
+        frame = _select(conn, credentials_rm.CLIENTS, {"unit_id": _id(unit_id), "status": _text(status)})
+    return (frame.with_columns(pl.col("subscription_ids").str.json_decode(pl.List(pl.String)))
+            .sort("issued_at", "client_id"))
 
 
 # -- usage (art. 8, 23, 26) ------------------------------------------------------------------------------
@@ -1159,15 +1310,21 @@ def audit(
     user_id: str | None = None,
     *,
     topic: str | None = None,
+    aggregate_type: str | None = None,
+    event_name: str | None = None,
     since: datetime | str | None = None,
     until: datetime | str | None = None,
     limit: int = 1000,
 ) -> pl.DataFrame:
-    """The operation record (``rm_audit_events``): who did what, when; newest first, at most ``limit`` rows."""
+    """The operation record (``rm_audit_events``): who did what, when; newest first, at most ``limit`` rows.
+
+    Each row's ``summary`` (``name=Acme, kind=company``) is rendered from its stored ``attributes``.
+    """
     table = audit_rm.EVENTS
     clauses: list[str] = []
     params: list[Any] = []
-    for column, value in (("aggregate_id", _id(aggregate_id)), ("actor_user_id", user_id), ("topic", topic)):
+    for column, value in (("aggregate_id", _id(aggregate_id)), ("actor_user_id", user_id), ("topic", topic),
+                          ("aggregate_type", aggregate_type), ("event_name", event_name)):
         if value is not None:
             clauses.append(f"{column} = ?")
             params.append(value)
@@ -1178,11 +1335,15 @@ def audit(
     where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
     with _opened(db) as conn:
         if not conn.table_exists(table.name):
-            return _empty(table)
-        names, rows = conn.query(conn.sql(
-            f"SELECT {', '.join(table.column_names)} FROM {table.name}{where} "
-            f"ORDER BY notification_id DESC LIMIT {int(limit)}"), params)
-    return frame_from_rows(names, rows, table.columns)
+            frame = _empty(table)
+        else:
+            names, rows = conn.query(conn.sql(
+                f"SELECT {', '.join(table.column_names)} FROM {table.name}{where} "
+                f"ORDER BY notification_id DESC LIMIT {int(limit)}"), params)
+            frame = frame_from_rows(names, rows, table.columns)
+    # Rendered here, for the rows a reader gets, rather than for every event of a rebuild.
+    summaries = [audit_rm.summary_of(a) for a in frame["attributes"]]
+    return frame.with_columns(pl.Series("summary", summaries, dtype=pl.String))
 
 
 #: Every view registers itself in ``VIEWS`` as it is defined.

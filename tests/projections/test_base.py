@@ -15,10 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from domain.errors import InvalidInput
 from domain.identity import Actor, Role
 from domain.parties import ApplicationUnit, UnitKind
-from marketplace.store import MarketplaceApplication
-from projections.audit import SUMMARY_LENGTH, AuditProjection, summarise
+from marketplace.store import INTEGER_RANGE, MarketplaceApplication
+from projections.audit import SUMMARY_LENGTH, AuditProjection, summarise, summary_of
 from projections.base import (
     INT,
     TEXT,
@@ -64,7 +65,7 @@ actors = st.builds(
     st.uuids(),
 )
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.text(max_size=30),
+    st.none(), st.booleans(), st.integers(*INTEGER_RANGE), st.text(max_size=30),
     st.floats(allow_nan=False, allow_infinity=False),
     st.uuids(), st.sampled_from(list(Role)), st.sampled_from(list(UnitKind)),
     st.datetimes(timezones=st.just(UTC)), st.dates(), st.decimals(allow_nan=False, allow_infinity=False, places=3),
@@ -100,6 +101,18 @@ def test_art18_audit_summary_is_the_same_from_raw_or_plain_and_stays_short(attrs
     summary = summarise(json.loads(stored))
     assert summary == summarise(plain_state(stored))
     assert len(summary) <= SUMMARY_LENGTH
+
+
+@given(st.one_of(st.integers(max_value=INTEGER_RANGE[0] - 1), st.integers(min_value=INTEGER_RANGE[1] + 1)))
+def test_the_log_refuses_integers_its_readers_would_round(value: int) -> None:
+    with pytest.raises(InvalidInput, match="outside the 64-bit range"):
+        TRANSCODER.encode({"nested": [{"n": value}]})
+
+
+@given(st.sampled_from(INTEGER_RANGE), st.text(alphabet="0123456789", min_size=20, max_size=30))
+def test_integers_at_the_edges_and_long_digit_strings_read_back_exactly(value: int, digits: str) -> None:
+    stored = TRANSCODER.encode({"n": value, "code": digits})
+    assert plain_state(stored) == {"n": value, "code": digits} == json.loads(stored)
 
 
 def test_art18_audit_summary_leaves_out_what_has_its_own_columns() -> None:
@@ -179,8 +192,17 @@ def test_art18_audit_row_holds_position_actor_and_summary() -> None:
         "notification_id": 2, "timestamp": added.timestamp, "topic": "domain.parties:ApplicationUnit.MemberAdded",
         "aggregate_type": "ApplicationUnit", "aggregate_id": added.originator_id, "version": 2,
         "event_name": "MemberAdded", "actor_user_id": "alice", "actor_role": "unit_admin",
-        "summary": "user_id=bob, role=unit_analyst",
+        "attributes": added.state.decode("utf8"),
     }
+    assert summary_of(row["attributes"]) == "user_id=bob, role=unit_analyst"
+
+
+def test_no_audit_row_holds_a_client_secret_hash() -> None:
+    state = TRANSCODER.encode({"timestamp": datetime(2026, 1, 1, tzinfo=UTC), "label": "nb", "secret_hash": "abc"})
+    event = Recorded(5, uuid4(), 1, "domain.credentials:ApiClient.Issued", state, Codec(APP.mapper))
+    (op,) = AuditProjection().apply(event)
+    assert isinstance(op, Insert) and "secret_hash" not in op.row[9] and "abc" not in op.row[9]
+    assert summary_of(op.row[9]) == "label=nb"
 
 
 def test_audit_leaves_the_actor_empty_for_events_that_name_none() -> None:
@@ -189,7 +211,7 @@ def test_audit_leaves_the_actor_empty_for_events_that_name_none() -> None:
     (op,) = AuditProjection().apply(event)
     assert isinstance(op, Insert)
     assert op.row[1] == "2026-01-01T00:00:00+00:00" and op.row[7:9] == (None, None)
-    assert op.row[9].startswith("subscription_id=")
+    assert summary_of(op.row[9]).startswith("subscription_id=")
 
 
 def test_tables_refuse_bad_names_keys_and_types() -> None:

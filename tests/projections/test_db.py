@@ -43,6 +43,10 @@ op_strategy = st.one_of(
     st.builds(lambda key, a, b: Upsert(SCORES.name, {**key, "a": a, "b": b}), score_key, small, st.text(max_size=3)),
     st.builds(lambda key, a: Upsert(SCORES.name, {**key, "a": a}), score_key, small),
     st.builds(lambda key, b: Update(SCORES.name, key, {"b": b}), score_key, st.text(max_size=3)),
+    # Consecutive operations on one row are folded into one: every pair of kinds must keep its meaning.
+    st.builds(lambda key, a: Update(SCORES.name, key, {"a": a}), score_key, small),
+    st.builds(lambda key, b: Upsert(SCORES.name, {**key, "b": b}), score_key, st.text(max_size=3)),
+    st.builds(lambda key, n: Increment(PAIRS.name, key, {"n": n}), pair_key, small),
     st.builds(lambda key: Delete(SCORES.name, key), score_key),
     st.builds(lambda key, d: Increment(SCORES.name, key, {"a": d}), score_key, st.integers(-5, 5)),
     st.builds(lambda key, n, x: Increment(PAIRS.name, key, {"n": n, "x": x}), pair_key, small,
@@ -173,3 +177,39 @@ def test_deferred_indexes_are_created_later_and_only_once(config: Config) -> Non
             _, rows = db.query("SELECT indexname FROM pg_indexes WHERE tablename = 'rm_t_kinds'")
     names = sorted(r[0] for r in rows if r[0].startswith("rm_t_kinds__"))  # not the primary key's own
     assert names == ["rm_t_kinds__flag_at", "rm_t_kinds__name"]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_large_groups_of_every_kind_equal_the_same_operations_one_by_one_on_both_stores(
+    config: Config, seed: int
+) -> None:
+    """Groups past ``COPY_THRESHOLD`` go through PostgreSQL's staging table in one statement each."""
+    import random
+
+    rng = random.Random(seed)
+    keys = range(COPY_THRESHOLD * 8)
+    makers = [
+        lambda k: Upsert(SCORES.name, {"k": k, "a": rng.randrange(9), "b": rng.choice(["x", "y", None])}),
+        lambda k: Update(SCORES.name, {"k": k}, {"b": rng.choice(["u", "v"])}),
+        lambda k: Delete(SCORES.name, {"k": k}),
+        lambda k: Increment(PAIRS.name, {"k1": rng.choice("pq"), "k2": k}, {"n": rng.randrange(-3, 4), "x": 0.5}),
+        lambda k: Update(PAIRS.name, {"k1": rng.choice("pq"), "k2": k}, {"x": rng.choice([1.5, None])}),
+    ]
+    # Each round gives every key one operation of one kind: big groups, several waves.
+    ops: list[Op] = [makers[(round_ + k) % len(makers)](k) for round_ in range(3) for k in keys]
+    rng.shuffle(ops)
+    big = {shape[0] for runs in OpWriter(memory(), TABLES).plan(ops).values() for shape, rows in runs
+           if len(rows) >= COPY_THRESHOLD}
+    assert big == {"upsert", "update", "delete", "increment"}  # every staged statement is exercised
+    with connect(config) as batched:
+        with batched.transaction() as cur:
+            batched.reset_tables(cur, list(TABLES.values()), drop=True)
+            OpWriter(batched, TABLES).execute(cur, ops)
+        result = contents(batched)
+    one_by_one = fresh_db()
+    writer = OpWriter(one_by_one, TABLES)
+    for op in ops:
+        with one_by_one.transaction() as cur:
+            writer.execute(cur, [op])
+    expected = contents(one_by_one)
+    assert result == expected and len(expected[SCORES.name]) > 0 and len(expected[PAIRS.name]) > 0

@@ -15,7 +15,9 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
-from domain.errors import DomainError, InvalidInput
+from domain.errors import DomainError, InvalidInput, PermissionDenied
+from domain.identity import Actor
+from marketplace import access
 from marketplace.bootstrap import Marketplace, build
 from marketplace.config import Config
 from projections.runner import Runner
@@ -39,8 +41,18 @@ class Resources:
         with self.lock:
             self.runner.catch_up(upto=notification_id, raise_errors=False)
 
+    def close(self) -> None:
+        """Give the store's connections back (a PostgreSQL database cannot be dropped while they are open)."""
+        with self.lock:
+            self.runner.close()
+            self.mp.close()
 
-@st.cache_resource(show_spinner=False)
+
+def _release(resources: Resources) -> None:
+    resources.close()
+
+
+@st.cache_resource(show_spinner=False, on_release=_release)
 def _open(data_dir: str, database_url: str | None) -> Resources:
     """Keyed by the store's location so tests (and benchmarks) with different stores never share one."""
     from pathlib import Path
@@ -53,12 +65,36 @@ def _open(data_dir: str, database_url: str | None) -> Resources:
     return resources
 
 
+def close_all() -> None:
+    """Close every store this process opened (tests and benchmarks that open one store after another)."""
+    _open.clear()
+
+
 def resources() -> Resources:
     """The process's resources for the store configured by the environment (SHUYUN_DATA_DIR/DATABASE_URL)."""
     config = Config.from_env()
     res = _open(str(config.data_dir), config.database_url)
     res.catch_up()
     return res
+
+
+def can(actor: Actor | None, permission: str) -> bool:
+    """Whether ``actor`` holds ``permission``: the page offers a form only to roles that may send it.
+
+    Asks ``access.require`` itself, so the page and the service read one permission table
+    (``access.PERMISSIONS``) and can never disagree. Organisation and state checks stay
+    with the service: a shown form may still be refused, and shows why. An unknown
+    permission is a typo in a page, not a denial: it raises rather than hide a form forever.
+    """
+    if permission not in access.PERMISSIONS:
+        raise KeyError(f"no permission {permission!r} in marketplace.access.PERMISSIONS")
+    if actor is None:
+        return False
+    try:
+        access.require(actor, permission)
+    except PermissionDenied:
+        return False
+    return True
 
 
 def flash(message: str) -> None:

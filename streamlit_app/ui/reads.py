@@ -5,12 +5,9 @@ projection runner), so a storefront render with 1,000 products is a handful of i
 queries, not 1,000 aggregate loads. Pages only see plain rows and frames from this
 module, so a view's columns changing touches this file and no page.
 
-A few reads have no read model yet and stay on the stopgap (load the aggregates listed
-by the audit read model through the services' ``get``, once per version):
-demand applications and demand-board posts (no demand projection), API clients (no
-credentials projection), and the staff roster and provider staff for the development
-sign-in (the catalog read model keeps only a provider's staff count). Those are the
-methods under "stopgap" below; everything else is a view.
+Every read is a view: no page loads an aggregate to show it. Demand applications, the
+demand board and API clients come as lists of plain rows (dicts with the view's columns),
+since the pages pick one of them to act on; the rest as frames.
 """
 
 from __future__ import annotations
@@ -21,22 +18,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 import polars as pl
-from eventsourcing.domain import Aggregate
 
-from domain.catalog import Provider
-from domain.credentials import ApiClient
-from domain.demand import DemandApplication, DemandPost
-from domain.parties import StaffMember
 from marketplace.bootstrap import Marketplace
 from marketplace.sandbox.policy import policy_for
 from projections import views
 from projections.runner import Runner
 
-A = TypeVar("A", bound=Aggregate)
 AUDIT = "rm_audit_events"
 
 
@@ -68,7 +59,6 @@ class ReadSide:
     def __init__(self, mp: Marketplace, runner: Runner) -> None:
         self.mp = mp
         self.runner = runner
-        self._cache: dict[str, tuple[int, Aggregate]] = {}
         self._lock = threading.Lock()
         self._storefront: tuple[tuple[tuple[str, int], ...], pl.DataFrame] | None = None
 
@@ -157,12 +147,14 @@ class ReadSide:
         return policy_for(product["grade"], product["delivery_modes"] or [], fields).describe()
 
     def plans(self, product_id: UUID | str) -> list[dict[str, Any]]:
-        """The plans currently on offer: the latest ``plan_set`` of each plan id in the price history."""
+        """The plans currently on offer: each plan id whose latest change in the price history is a
+        ``plan_set`` (a plan retired since is no longer offered)."""
         history = views.price_history(self.db, str(product_id))
         if history.is_empty():
             return []
-        current = (history.filter(pl.col("change") == "plan_set").sort("notification_id")
-                   .unique("plan_id", keep="last", maintain_order=True).sort("plan_id"))
+        current = (history.filter(pl.col("change").is_in(["plan_set", "plan_retired"])).sort("notification_id")
+                   .unique("plan_id", keep="last", maintain_order=True)
+                   .filter(pl.col("change") == "plan_set").sort("plan_id"))
         return [json.loads(r["plan"]) for r in current.iter_rows(named=True) if r["plan"]]
 
     def showcases(self, product_id: UUID | str | None = None) -> pl.DataFrame:
@@ -196,17 +188,20 @@ class ReadSide:
     def personas(self) -> list[Persona]:
         """Everyone the store records, in each role it records for them (for the dev sign-in).
 
-        Unit members come from the units read model; the staff roster and providers' staff
-        have no read model (stopgap: their aggregates, a handful).
+        Staff in the roles they hold (``views.staff``), providers' staff (``views.provider_staff``)
+        and unit members (``views.unit_members``), all from the units read model.
         """
         out = [
-            Persona(s.user_id, role.value, f"{s.user_id} — {s.name}, {role.value}")
-            for s in sorted(self.all(StaffMember), key=lambda s: s.user_id)
-            for role in s.roles
+            Persona(s["user_id"], role, f"{s['user_id']} — {s['name']}, {role}")
+            for s in views.staff(self.db).iter_rows(named=True)
+            for role in s["roles"]
         ]
-        for p in sorted(self.all(Provider), key=lambda p: p.name):
-            out += [Persona(u, "provider_staff", f"{u} — provider staff of {p.name}", provider_id=str(p.id))
-                    for u in p.staff]
+        out += [
+            Persona(p["user_id"], "provider_staff",
+                    f"{p['user_id']} — provider staff of {p['provider_name'] or p['provider_id']}",
+                    provider_id=p["provider_id"])
+            for p in views.provider_staff(self.db).iter_rows(named=True)
+        ]
         units = self.units()
         members = views.unit_members(self.db, None)
         joined = members.join(units.select("unit_id", pl.col("name").alias("unit_name"),
@@ -287,18 +282,10 @@ class ReadSide:
     def audit(
         self, *, user: str = "", aggregate_type: str = "", event: str = "", limit: int = 500
     ) -> pl.DataFrame:
-        """The audit trail read model, newest first, filtered.
-
-        ``views.audit`` filters by user; aggregate type and event name are filtered here
-        over a wider window, so a narrow filter still finds up to ``limit`` matches.
-        """
-        narrow = bool(aggregate_type or event)
-        frame = views.audit(self.db, user_id=user or None, limit=limit * 50 if narrow else limit)
-        if aggregate_type:
-            frame = frame.filter(pl.col("aggregate_type") == aggregate_type)
-        if event:
-            frame = frame.filter(pl.col("event_name") == event)
-        return frame.head(limit)
+        """The audit trail read model, newest first, filtered; the stored attributes only as their summary."""
+        frame = views.audit(self.db, user_id=user or None, aggregate_type=aggregate_type or None,
+                            event_name=event or None, limit=limit)
+        return frame.drop("attributes")
 
     def audit_facets(self) -> tuple[list[str], list[str]]:
         """Distinct aggregate types and actors for the audit filters (a read of the audit read model;
@@ -310,49 +297,24 @@ class ReadSide:
         _, users = db.query(f"SELECT DISTINCT actor_user_id FROM {AUDIT} WHERE actor_user_id IS NOT NULL ORDER BY 1")
         return [str(t[0]) for t in types], [str(u[0]) for u in users]
 
-    # -- stopgap: aggregates with no read model yet ------------------------------------------------
-    def _versions(self, aggregate_type: str) -> dict[str, int]:
-        db = self.runner.db
-        if not db.table_exists(AUDIT):
-            return {}
-        _, rows = db.query(
-            db.sql(f"SELECT aggregate_id, MAX(version) FROM {AUDIT} WHERE aggregate_type = ? GROUP BY aggregate_id"),
-            (aggregate_type,),
-        )
-        return {str(r[0]): int(r[1]) for r in rows}
-
-    def all(self, cls: type[A]) -> list[A]:
-        """Every aggregate of ``cls``, each loaded once per version (stopgap: no read model for ``cls``)."""
-        out: list[A] = []
-        for key, version in self._versions(cls.__name__).items():
-            with self._lock:
-                cached = self._cache.get(key)
-            if cached is None or cached[0] != version:
-                aggregate = self.mp.parties.get(cls, key)
-                with self._lock:
-                    self._cache[key] = (aggregate.version, aggregate)
-                out.append(aggregate)
-            else:
-                out.append(cached[1])  # type: ignore[arg-type]
-        return out
-
+    # -- demand and credentials (views.demand_applications, demand_posts, api_clients) ---------
     def applications(self, *, unit_id: UUID | str | None = None,
-                     statuses: Iterable[str] = ()) -> list[DemandApplication]:
-        """Stopgap: no demand-application read model (scope, scenario, controls, risk, decision)."""
-        chosen = set(statuses)
-        unit = None if unit_id is None else UUID(str(unit_id))
-        apps = [a for a in self.all(DemandApplication)
-                if (unit is None or a.unit_id == unit) and (not chosen or a.status.value in chosen)]
-        return sorted(apps, key=lambda a: (a.filed_on, str(a.id)), reverse=True)
+                     statuses: Iterable[str] = ()) -> list[dict[str, Any]]:
+        """Demand applications (rows of ``views.demand_applications``), newest first."""
+        chosen = list(statuses)
+        return views.demand_applications(self.db, unit_id=None if unit_id is None else str(unit_id),
+                                         statuses=chosen or None).to_dicts()
 
-    def posts(self) -> list[DemandPost]:
-        """Stopgap: no demand-board read model."""
-        return sorted(self.all(DemandPost), key=lambda p: -p.interest)
+    def application(self, application_id: UUID | str) -> dict[str, Any] | None:
+        return first(views.demand_application(self.db, str(application_id)))
 
-    def clients(self, unit_id: UUID | str) -> list[ApiClient]:
-        """Stopgap: no credentials read model."""
-        unit = UUID(str(unit_id))
-        return [c for c in self.all(ApiClient) if c.unit_id == unit]
+    def posts(self) -> list[dict[str, Any]]:
+        """The demand board (rows of ``views.demand_posts``), most needed first."""
+        return views.demand_posts(self.db).to_dicts()
+
+    def clients(self, unit_id: UUID | str) -> list[dict[str, Any]]:
+        """A unit's API clients (rows of ``views.api_clients``: no secret, no hash), oldest first."""
+        return views.api_clients(self.db, str(unit_id)).to_dicts()
 
 
 def money(value: Decimal | float | str | None) -> str:

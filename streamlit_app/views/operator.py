@@ -1,24 +1,28 @@
 """Operator console (product manager, compliance reviewer, operator admin).
 
-Review queues, product and pricing management (every change with a reason), the pricing
-and feedback projections with charts, contribution incentives, the audit trail with
+Review queues (with expert opinions, art. 6, and quality deadlines, art. 17), product and
+pricing management (multi-tier plans; every change with a reason), the pricing and
+feedback projections with charts, contribution incentives (art. 25), the audit trail with
 filters, and suspension of units and subscriptions (art. 34). Who may do what is the
-services' decision (deny by default, separation of duties): the console offers the
-actions and shows their refusals.
+services' decision (deny by default, separation of duties): the console offers a form
+only to roles holding its permission (``can``, which reads ``marketplace.access``) and
+shows the services' refusals of everything else (ownership, state, separation of duties).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
+import pandas as pd
 import polars as pl
 import streamlit as st
 
 from domain.identity import Actor
-from domain.products import DataProduct
+from domain.products import DataProduct, ExpertRecommendation
 from streamlit_app.ui.auth import Session
-from streamlit_app.ui.context import Resources, command, pick
+from streamlit_app.ui.context import Resources, can, command, pick
 from streamlit_app.ui.reads import money
 
 
@@ -43,7 +47,7 @@ def render(res: Resources, session: Session, *, read_only: bool = False) -> None
     with tabs["Feedback projection"]:
         feedback(res)
     with tabs["Incentives"]:
-        incentives(res)
+        incentives(res, actor, read_only)
     with tabs["Audit trail"]:
         audit(res)
     if "Suspension" in tabs:
@@ -56,6 +60,10 @@ def _reason(key: str) -> str:
 
 
 def queues(res: Resources, actor: Actor, read_only: bool) -> None:
+    def may(permission: str) -> bool:
+        """A form only for roles that hold its permission, and none on the supervisor's dashboards."""
+        return not read_only and can(actor, permission)
+
     unit_frame = res.reads.units()
     units = dict(zip(unit_frame["unit_id"].to_list(), unit_frame["name"].to_list(), strict=True))
     products = res.reads.product_names()
@@ -74,7 +82,7 @@ def queues(res: Resources, actor: Actor, read_only: bool) -> None:
         st.dataframe(pl.DataFrame([{"unit": u["name"], "kind": u["kind"], "credit code": u["credit_code"],
                                     "contact": u["contact_email"]} for u in pending_units]).to_pandas(),
                      hide_index=True)
-        if not read_only:
+        if may("unit.qualify"):
             with st.form("qualify_unit"):
                 index = pick("Unit", len(pending_units), lambda i: pending_units[i]["name"])
                 approved = st.radio("Decision", ["qualify", "reject"], horizontal=True, key="qu_decision")
@@ -90,15 +98,15 @@ def queues(res: Resources, actor: Actor, read_only: bool) -> None:
     st.subheader(f"Demand applications to review ({len(apps)})")
     if apps:
         st.dataframe(pl.DataFrame([{
-            "unit": units.get(str(a.unit_id), "?"), "filed": str(a.filed_on),
-            "by": a.filed_by, "products": ", ".join(products[str(i.product_id)] for i in a.scope
-                                                    if str(i.product_id) in products),
-            "purpose": f"{a.purpose} ({a.purpose_class.value})", "scenario": a.scenario,
-            "period": f"{a.period_start} → {a.period_end}", "controls": "; ".join(a.security_controls),
-            "status": a.status.value, "risk": a.risk_level.value if a.risk_level else "not assessed",
+            "unit": units.get(a["unit_id"], "?"), "filed": str(a["filed_on"]),
+            "by": a["filed_by"], "products": ", ".join(products[i] for i in a["product_ids"] if i in products),
+            "purpose": f"{a['purpose']} ({a['purpose_class']})", "scenario": a["scenario"],
+            "period": f"{a['period_start']} → {a['period_end']}", "controls": "; ".join(a["security_controls"]),
+            "status": a["status"], "risk": a["risk_level"] or "not assessed",
         } for a in apps]).to_pandas(), hide_index=True, width="stretch")
-    if apps and not read_only:
-        labels = [f"{units.get(str(a.unit_id), '?')} · {a.filed_on} · {a.status.value}" for a in apps]
+    labels = [f"{units.get(a['unit_id'], '?')} · {a['filed_on']} · {a['status']}" for a in apps]
+    opinions_on_file(apps, labels)
+    if apps and may("demand.assess"):
         with st.form("assess_risk"):
             st.markdown("**Risk assessment** (compliance reviewer)")
             index = pick("Application", len(apps), lambda i: labels[i], key="ar_app")
@@ -107,8 +115,11 @@ def queues(res: Resources, actor: Actor, read_only: bool) -> None:
             submitted = st.form_submit_button("Record assessment")
         if submitted:
             app = apps[index]
-            command("assess_risk", lambda: res.mp.demand.assess_risk(actor, app.id, level=level, notes=notes),
-                    success="Risk assessed.")
+            command("assess_risk", lambda: res.mp.demand.assess_risk(
+                actor, app["application_id"], level=level, notes=notes), success="Risk assessed.")
+    if apps and may("expert.opine"):
+        application_opinion(res, actor, apps, labels)
+    if apps and may("demand.decide"):
         with st.form("decide_application"):
             st.markdown("**Decision** (by someone other than the filer)")
             index = pick("Application", len(apps), lambda i: labels[i], key="dc_app")
@@ -118,16 +129,17 @@ def queues(res: Resources, actor: Actor, read_only: bool) -> None:
         if submitted:
             app = apps[index]
             command("decide_application", lambda: res.mp.demand.decide_application(
-                actor, app.id, approved=decision == "approve", reason=reason), success="Application decided.")
+                actor, app["application_id"], approved=decision == "approve", reason=reason),
+                success="Application decided.")
     # -- approved applications still without a subscription per product
     approved_apps = res.reads.applications(statuses=["approved"])
     subscriptions = res.reads.subscriptions()
     have = set(zip(subscriptions["application_id"].to_list(), subscriptions["product_id"].to_list(), strict=True))
-    offers = [(a, i.product_id) for a in approved_apps for i in a.scope
-              if (str(a.id), str(i.product_id)) not in have and str(i.product_id) in products]
+    offers = [(a, p) for a in approved_apps for p in a["product_ids"]
+              if (a["application_id"], p) not in have and p in products]
     st.subheader(f"Approved, awaiting a subscription ({len(offers)})")
-    if offers and not read_only:
-        labels = [f"{units.get(str(a.unit_id), '?')} · {products[str(p)]}" for a, p in offers]
+    if offers and may("subscription.create"):
+        labels = [f"{units.get(a['unit_id'], '?')} · {products[p]}" for a, p in offers]
         plan_ids = res.reads.plan_ids()
         with st.form("create_subscription"):
             index = pick("Application and product", len(offers), lambda i: labels[i],
@@ -142,7 +154,7 @@ def queues(res: Resources, actor: Actor, read_only: bool) -> None:
         if submitted:
             offer, pid = offers[index]
             command("create_subscription", lambda: res.mp.licensing.create_subscription(
-                actor, application_id=offer.id, product_id=pid, plan_id=plan_id,
+                actor, application_id=offer["application_id"], product_id=pid, plan_id=plan_id,
                 entitlements={"queries_per_period": int(queries), "rows_per_period": int(rows),
                               "privacy_budget": float(budget)}),
                 success="Subscription created; both sides now sign both agreements.")
@@ -155,7 +167,7 @@ def queues(res: Resources, actor: Actor, read_only: bool) -> None:
         sid = s["subscription_id"]
         label = f"{s['unit_name'] or '?'} · {s['product_name'] or '?'}"
         st.markdown(f"- {label}: missing {', '.join(s['missing_signatures'])}")
-        if read_only:
+        if not may("subscription.sign_operator"):
             continue
         for kind in ("service", "confidentiality"):
             if not s[f"{kind}_operator"] and st.button(
@@ -172,7 +184,7 @@ def queues(res: Resources, actor: Actor, read_only: bool) -> None:
         st.dataframe(pl.DataFrame([{"product": p["name"], "grade": p["grade"], "builder": p["builder_id"],
                                     "delivery": ", ".join(p["delivery_modes"] or [])}
                                    for p in in_review]).to_pandas(), hide_index=True)
-        if not read_only:
+        if may("product.review"):
             with st.form("review_compliance"):
                 index = pick("Product", len(in_review), lambda i: in_review[i]["name"])
                 decision = st.radio("Decision", ["approve", "reject"], horizontal=True, key="rc_decision")
@@ -183,6 +195,8 @@ def queues(res: Resources, actor: Actor, read_only: bool) -> None:
                 command("review_compliance", lambda: res.mp.products.review_compliance(
                     actor, UUID(product["product_id"]), approved=decision == "approve", reason=reason),
                     success="Review recorded.")
+    if may("expert.opine"):
+        product_opinion(res, actor)
     # -- quality issues
     reported = res.reads.issues(status="reported").to_dicts()
     st.subheader(f"Quality issues to verify ({len(reported)})")
@@ -190,7 +204,7 @@ def queues(res: Resources, actor: Actor, read_only: bool) -> None:
         st.dataframe(pl.DataFrame([{"dimension": i["dimension"], "description": i["description"],
                                     "evidence": i["evidence"], "reported by": i["reported_by"]}
                                    for i in reported]).to_pandas(), hide_index=True)
-        if not read_only:
+        if may("quality.verify"):
             with st.form("verify_issue"):
                 index = pick("Issue", len(reported), lambda i: reported[i]["description"])
                 days = st.number_input("Deadline for the provider (days)", 1, 90, 15, key="vi_days")
@@ -200,6 +214,124 @@ def queues(res: Resources, actor: Actor, read_only: bool) -> None:
                 command("verify_issue", lambda: res.mp.quality.verify_issue(
                     actor, UUID(issue["issue_id"]), deadline_days=int(days)),
                         success="Issue verified; the provider has a deadline.")
+            with st.form("reject_issue"):
+                st.markdown("**Not upheld** — the reason is recorded for the reporter")
+                index = pick("Issue", len(reported), lambda i: reported[i]["description"], key="rj_issue")
+                reason = st.text_input("Why the objection is not upheld", key="rj_reason")
+                submitted = st.form_submit_button("Reject the objection")
+            if submitted:
+                issue = reported[index]
+                command("reject_issue", lambda: res.mp.quality.reject_issue(
+                    actor, UUID(issue["issue_id"]), reason=reason), success="Objection rejected.")
+    quality_follow_up(res, actor, may)
+
+
+def quality_follow_up(res: Resources, actor: Actor, may: Callable[[str], bool]) -> None:
+    """Verified issues wait for the provider by a deadline the operator may extend once, with a reason;
+    rectified ones wait for the operator to confirm and close them (art. 17)."""
+    verified = res.reads.issues(status="verified").to_dicts()
+    st.subheader(f"Quality issues awaiting rectification ({len(verified)})")
+    if verified:
+        st.dataframe(pl.DataFrame([{
+            "resource": i["resource_name"], "provider": i["provider_name"], "description": i["description"],
+            "deadline": str(i["deadline"])[:16] if i["deadline"] else "—", "overdue": i["overdue"],
+            "extended": bool(i["deadline_extended"]), "extension reason": i["extension_reason"] or "",
+        } for i in verified]).to_pandas(), hide_index=True, width="stretch")
+    if verified and may("quality.extend"):
+        with st.form("extend_deadline"):
+            st.markdown("**Extend a deadline** (once per issue, with a reason)")
+            index = pick("Issue", len(verified), lambda i: _issue_label(verified[i]), key="ed_issue")
+            days = st.number_input("Extra days", min_value=0, max_value=365, value=14, step=1, key="ed_days")
+            reason = st.text_input("Reason for the extension", key="ed_reason")
+            submitted = st.form_submit_button("Extend deadline")
+        if submitted:
+            issue = verified[index]
+            command("extend_deadline", lambda: res.mp.quality.extend_deadline(
+                actor, UUID(issue["issue_id"]), days=int(days), reason=reason), success="Deadline extended.")
+    rectified = res.reads.issues(status="rectified").to_dicts()
+    st.subheader(f"Rectified, to confirm ({len(rectified)})")
+    if rectified:
+        st.dataframe(pl.DataFrame([{
+            "resource": i["resource_name"], "description": i["description"],
+            "correction": i["rectification_note"], "late": bool(i["rectified_late"]),
+        } for i in rectified]).to_pandas(), hide_index=True, width="stretch")
+    if rectified and may("quality.verify"):
+        with st.form("close_issue"):
+            index = pick("Issue", len(rectified), lambda i: _issue_label(rectified[i]), key="ci_issue")
+            note = st.text_input("Closing note", key="ci_note")
+            submitted = st.form_submit_button("Confirm and close")
+        if submitted:
+            issue = rectified[index]
+            command("close_issue", lambda: res.mp.quality.close_issue(actor, UUID(issue["issue_id"]), note=note),
+                    success="Issue closed.")
+
+
+def _issue_label(issue: dict[str, Any]) -> str:
+    return f"{issue['resource_name'] or '?'} · {issue['description'][:60]}"
+
+
+def opinions_on_file(apps: list[dict[str, Any]], labels: list[str]) -> None:
+    """What the expert committee said on the open applications, for whoever decides them (art. 6)."""
+    on_file = [(labels[i], o) for i, a in enumerate(apps) for o in a.get("expert_opinions") or []]
+    if on_file:
+        with st.expander(f"Expert opinions on file ({len(on_file)})"):
+            for label, o in on_file:
+                st.markdown(f"- {label}: **{o['expert']}** recommends *{o['recommendation']}* — {o['opinion']}")
+
+
+def application_opinion(res: Resources, actor: Actor, apps: list[dict[str, Any]], labels: list[str]) -> None:
+    """The expert committee's opinion on a demand application (art. 6); a high-risk one needs one to be approved."""
+    with st.form("expert_opinion_application"):
+        st.markdown("**Expert opinion on an application** (art. 6: high risk needs one before approval)")
+        index = pick("Application", len(apps), lambda i: labels[i], key="eo_app")
+        expert, opinion, recommendation = _opinion_fields("eo")
+        submitted = st.form_submit_button("Record expert opinion")
+    if submitted:
+        app = apps[index]
+        command("expert_opinion_application", lambda: res.mp.demand.add_expert_opinion(
+            actor, app["application_id"], expert=expert, opinion=opinion, recommendation=recommendation),
+            success="Expert opinion recorded on the application.")
+
+
+def product_opinion(res: Resources, actor: Actor) -> None:
+    """The expert committee's opinion on a product (art. 6): it informs the compliance reviewer, who decides."""
+    catalog = sorted(res.reads.catalog(listed_only=False).to_dicts(),
+                     key=lambda p: (p["status"] != "in_review", p["name"]))  # those under review first
+    if not catalog:
+        return
+    with st.form("expert_opinion_product"):
+        st.markdown("**Expert opinion on a product** (art. 6)")
+        index = pick("Product", len(catalog), lambda i: f"{catalog[i]['name']} ({catalog[i]['status']})",
+                     key="ep_product")
+        expert, opinion, recommendation = _opinion_fields("ep")
+        submitted = st.form_submit_button("Record expert opinion on the product")
+    if submitted:
+        product = catalog[index]
+        command("expert_opinion_product", lambda: res.mp.products.add_expert_opinion(
+            actor, product["product_id"], expert=expert, opinion=opinion, recommendation=recommendation),
+            success="Expert opinion recorded on the product.")
+
+
+def expert_opinions(res: Resources, actor: Actor) -> None:
+    """Both opinion forms, for the bureau's page (its console view is read-only)."""
+    st.header("Expert opinions (art. 6)")
+    apps = res.reads.applications(statuses=["submitted", "under_review"])
+    if apps:
+        units = res.reads.units()
+        names = dict(zip(units["unit_id"].to_list(), units["name"].to_list(), strict=True))
+        application_opinion(res, actor, apps,
+                            [f"{names.get(a['unit_id'], '?')} · {a['filed_on']} · {a['status']}" for a in apps])
+    else:
+        st.caption("No demand application is open for an opinion.")
+    product_opinion(res, actor)
+
+
+def _opinion_fields(prefix: str) -> tuple[str, str, str]:
+    expert = st.text_input("Expert (name and affiliation)", key=f"{prefix}_expert")
+    opinion = st.text_area("Opinion", key=f"{prefix}_opinion")
+    recommendation = st.selectbox("Recommendation", [r.value for r in ExpertRecommendation],
+                                  key=f"{prefix}_recommendation")
+    return expert, opinion, recommendation
 
 
 def products(res: Resources, actor: Actor) -> None:
@@ -215,32 +347,21 @@ def products(res: Resources, actor: Actor) -> None:
     index = pick("Manage product", len(all_products), lambda i: all_products[i]["name"], key="pm_product")
     product = all_products[index]
     product_id = UUID(product["product_id"])
-    with st.form("set_cap"):
-        st.markdown("**Price cap** (operator admin, with the price authority)")
-        cap = st.text_input("Cap per unit (¥)", "" if product["cap"] is None else f"{product['cap']:.2f}",
-                            key="cap_value")
-        reason = _reason("cap_reason")
-        submitted = st.form_submit_button("Set cap")
-    if submitted:
-        command("set_cap", lambda: res.mp.products.set_price_cap(actor, product_id, cap=cap, reason=reason),
-                success="Price cap set.")
-    with st.form("set_plan"):
-        st.markdown("**Price plan** (single-tier here; trial until a year of operation, formal after)")
-        c1, c2, c3 = st.columns(3)
-        plan_id = c1.text_input("Plan id", key="plan_id")
-        name = c2.text_input("Name", key="plan_name")
-        unit = c3.selectbox("Billing unit", ["per_call", "per_period", "per_product"], key="plan_unit")
-        price = c1.text_input("Unit price (¥)", key="plan_price")
-        stage = c2.selectbox("Stage", ["trial", "formal"], key="plan_stage")
-        reason = _reason("plan_reason")
-        submitted = st.form_submit_button("Publish plan")
-    if submitted:
-        plan: dict[str, Any] = {"plan_id": plan_id, "name": name, "billing_unit": unit,
-                                "tiers": [{"up_to": None, "unit_price": price}],
-                                "period_months": 1 if unit == "per_period" else None, "stage": stage}
-        command("set_plan", lambda: res.mp.products.set_price_plan(actor, product_id, plan=plan, reason=reason),
-                success="Plan published.")
-    c1, c2 = st.columns(2)
+    if can(actor, "product.set_cap"):
+        with st.form("set_cap"):
+            st.markdown("**Price cap** (operator admin, with the price authority)")
+            cap = st.text_input("Cap per unit (¥)", "" if product["cap"] is None else f"{product['cap']:.2f}",
+                                key="cap_value")
+            reason = _reason("cap_reason")
+            submitted = st.form_submit_button("Set cap")
+        if submitted:
+            command("set_cap", lambda: res.mp.products.set_price_cap(actor, product_id, cap=cap, reason=reason),
+                    success="Price cap set.")
+    if can(actor, "product.price"):
+        price_plan(res, actor, product_id)
+    if not can(actor, "product.list"):
+        return
+    c1, _ = st.columns(2)
     if product["status"] == "approved" and c1.button("List on the storefront", key="list_product"):
         command("list_product", lambda: res.mp.products.list_product(actor, product_id), success="Listed.")
     if product["status"] == "listed":
@@ -250,6 +371,65 @@ def products(res: Resources, actor: Actor) -> None:
         if submitted:
             command("unlist", lambda: res.mp.products.unlist_product(actor, product_id, reason=reason),
                     success="Unlisted.")
+
+
+#: What the tier editor starts with: one open-ended band (an empty "up to" means "and every unit beyond").
+NEW_TIERS = pd.DataFrame({"up_to": pd.Series([None], dtype="Int64"), "unit_price": pd.Series([""], dtype="object")})
+
+
+def price_plan(res: Resources, actor: Actor, product_id: UUID) -> None:
+    """Publish a plan with as many cumulative tiers as it needs, or retire one; each change with a reason (art. 24).
+
+    Tiers are graduated: units 1..up_to of the first row cost its price, the next band
+    the next row's price, and so on; the last row's "up to" stays empty. Whether the
+    tiers are well formed and under the cap is the product's decision, shown as its message.
+    """
+    with st.form("set_plan"):
+        st.markdown("**Price plan** — cumulative tiers: each band of units is charged at its own price; leave "
+                    "“Up to” empty on the last row. Trial prices until a year of operation, formal after.")
+        c1, c2, c3 = st.columns(3)
+        plan_id = c1.text_input("Plan id", key="plan_id")
+        name = c2.text_input("Name", key="plan_name")
+        unit = c3.selectbox("Billing unit", ["per_call", "per_period", "per_product"], key="plan_unit")
+        months = c1.number_input("Months per period (per-period plans)", 1, 120, 1, key="plan_months")
+        stage = c2.selectbox("Stage", ["trial", "formal"], key="plan_stage")
+        tiers = st.data_editor(NEW_TIERS, num_rows="dynamic", key="plan_tiers", hide_index=True, column_config={
+            "up_to": st.column_config.NumberColumn("Up to (units, cumulative; empty on the last row)", step=1),
+            "unit_price": st.column_config.TextColumn("Unit price (¥)"),
+        })
+        reason = _reason("plan_reason")
+        submitted = st.form_submit_button("Publish plan")
+    if submitted:
+        plan: dict[str, Any] = {"plan_id": plan_id, "name": name, "billing_unit": unit, "tiers": table_rows(tiers),
+                                "period_months": int(months) if unit == "per_period" else None, "stage": stage}
+        command("set_plan", lambda: res.mp.products.set_price_plan(actor, product_id, plan=plan, reason=reason),
+                success="Plan published.")
+    plans = [p["plan_id"] for p in res.reads.plans(product_id)]
+    if plans:
+        with st.form("retire_plan"):
+            plan_id = st.selectbox("Plan to retire", plans, key="rp_plan")
+            reason = _reason("rp_reason")
+            submitted = st.form_submit_button("Retire plan")
+        if submitted:
+            command("retire_plan", lambda: res.mp.products.retire_price_plan(
+                actor, product_id, plan_id=plan_id, reason=reason), success=f"Plan {plan_id} retired.")
+
+
+def cell(value: Any) -> Any:
+    """An edited table cell as a plain value: empty is ``None``, ``3.0`` is ``3``; the domain judges the rest."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if hasattr(value, "item"):  # numpy scalars
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value.strip() if isinstance(value, str) else value
+
+
+def table_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of an edited table as plain dicts, leaving out rows left entirely blank."""
+    rows = [{k: cell(v) for k, v in row.items()} for row in frame.to_dict("records")]
+    return [r for r in rows if any(v not in (None, "") for v in r.values())]
 
 
 def pricing(res: Resources, actor: Actor) -> None:
@@ -328,8 +508,9 @@ def feedback(res: Resources) -> None:
                           .sort("month").to_pandas(), x="month", y="rating")
 
 
-def incentives(res: Resources) -> None:
-    """Contribution scores (art. 25): published evaluations, and the scores the read models compute now."""
+def incentives(res: Resources, actor: Actor, read_only: bool = False) -> None:
+    """Contribution scores (art. 25): published evaluations, the scores the read models compute now, and
+    (operator admin) publishing one of them."""
     published = res.reads.published_contributions()
     if published.is_empty():
         st.info("No contribution evaluation published yet.")
@@ -347,6 +528,50 @@ def incentives(res: Resources) -> None:
                              "issues_overdue", "rectified", "subscriptions", "queries", "revenue")
                  if c in computed.columns]
         st.dataframe(computed.select(shown).to_pandas(), hide_index=True, width="stretch")
+        if not read_only and can(actor, "incentives.publish"):
+            publish_contribution(res, actor, computed)
+
+
+def publish_contribution(res: Resources, actor: Actor, computed: pl.DataFrame) -> None:
+    """Publish (or revise, with a reason) a provider's score for a period, starting from the computed components.
+
+    The components come from the contributions read model, each with its weight and the
+    sentence that explains it; the operator admin may adjust them before publishing. The
+    evaluation (weights summing to 1, values 0..100, one per provider and period) is the
+    domain's to check.
+    """
+    rows = computed.to_dicts()
+    names = [c.removesuffix("_weight") for c in computed.columns if c.endswith("_weight")]
+
+    def label(i: int) -> str:
+        r = rows[i]
+        state = "no evaluation yet" if r.get("published_score") is None else f"published {r['published_score']:.1f}"
+        return f"{r['provider_name'] or r['provider_id']} · {r['period']} · computed {r['score']:.1f} · {state}"
+
+    st.markdown("**Publish a contribution evaluation** (operator admin)")
+    row = rows[pick("Provider and period", len(rows), label, key="ce_row")]
+    published = row.get("published_score") is not None
+    components = pd.DataFrame([{"name": n, "value": round(float(row.get(n) or 0.0), 2),
+                                "weight": row.get(f"{n}_weight"), "explanation": row.get(f"{n}_explanation") or ""}
+                               for n in names], columns=["name", "value", "weight", "explanation"])
+    with st.form("publish_evaluation"):
+        edited = st.data_editor(components, num_rows="dynamic", hide_index=True,
+                                key=f"ce_components_{row['provider_id']}_{row['period']}", column_config={
+                                    "value": st.column_config.NumberColumn("Value (0-100)"),
+                                    "weight": st.column_config.NumberColumn("Weight (weights sum to 1)"),
+                                })
+        reason = st.text_input("Reason (a revision of a published evaluation needs one)", key="ce_reason")
+        submitted = st.form_submit_button("Revise evaluation" if published else "Publish evaluation")
+    if submitted:
+        parts = table_rows(edited)
+        if published:
+            evaluation_id = res.mp.incentives.evaluation_id(row["provider_id"], row["period"])
+            command("publish_evaluation", lambda: res.mp.incentives.revise_evaluation(
+                actor, evaluation_id, components=parts, reason=reason), success="Evaluation revised.")
+        else:
+            command("publish_evaluation", lambda: res.mp.incentives.publish_evaluation(
+                actor, provider_id=row["provider_id"], period=row["period"], components=parts),
+                success="Evaluation published.")
 
 
 def audit(res: Resources) -> None:
@@ -362,8 +587,11 @@ def audit(res: Resources) -> None:
 
 def suspension(res: Resources, actor: Actor) -> None:
     st.caption("Art. 34: stop use at once while misuse is investigated; every action needs a reason.")
+    if not (can(actor, "unit.suspend") or can(actor, "subscription.suspend")):
+        st.info(f"Suspension is the operator admin's; a {actor.role.value} may not suspend units or subscriptions.")
+        return
     units = res.reads.units().filter(pl.col("status").is_in(["qualified", "suspended"])).to_dicts()
-    if units:
+    if units and can(actor, "unit.suspend"):
         with st.form("unit_suspension"):
             index = pick("Unit", len(units), lambda i: f"{units[i]['name']} ({units[i]['status']})")
             action = st.radio("Action", ["suspend", "reinstate"], horizontal=True, key="us_action")
@@ -375,7 +603,7 @@ def suspension(res: Resources, actor: Actor) -> None:
             command("unit_suspension", lambda: act(actor, UUID(unit["unit_id"]), reason=reason),
                     success=f"{unit['name']}: {action}ed.")
     subs = res.reads.subscriptions(status=["active", "suspended"]).to_dicts()
-    if subs:
+    if subs and can(actor, "subscription.suspend"):
         with st.form("subscription_suspension"):
             index = pick("Subscription", len(subs),
                          lambda i: f"{subs[i]['product_name']} · {subs[i]['unit_name']} · {subs[i]['status']}")

@@ -9,7 +9,7 @@ import polars as pl
 import streamlit as st
 
 from streamlit_app.ui.auth import Session
-from streamlit_app.ui.context import Resources, command, pick
+from streamlit_app.ui.context import Resources, can, command, pick
 
 
 def render(res: Resources, session: Session) -> None:
@@ -40,7 +40,7 @@ def render(res: Resources, session: Session) -> None:
         pending = supply.filter(pl.col("status") == "pending").to_dicts()
         decided = supply.filter(pl.col("status") != "pending")
         st.subheader(f"Waiting for your answer ({len(pending)})")
-        if pending:
+        if pending and can(actor, "catalog.consent"):
             labels = [f"{p['resource_name']} → {p['product_name'] or p['product_id']}" for p in pending]
             with st.form("decide_supply"):
                 index = pick("Request", len(pending), lambda i: labels[i])
@@ -64,7 +64,7 @@ def render(res: Resources, session: Session) -> None:
                 pl.col("deadline").cast(pl.String).str.slice(0, 16).fill_null("—").alias("deadline"),
                 "overdue").to_pandas(), hide_index=True, width="stretch")
         open_issues = issues.filter(pl.col("status") == "verified").to_dicts()
-        if open_issues:
+        if open_issues and can(actor, "quality.rectify"):
             with st.form("rectify_issue"):
                 index = pick("Issue to rectify", len(open_issues), lambda i: open_issues[i]["description"])
                 note = st.text_area("What was corrected", key="ri_note")

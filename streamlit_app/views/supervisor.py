@@ -9,7 +9,7 @@ import polars as pl
 import streamlit as st
 
 from streamlit_app.ui.auth import Session
-from streamlit_app.ui.context import Resources, command, pick
+from streamlit_app.ui.context import Resources, can, command, pick
 from streamlit_app.views import operator
 
 
@@ -19,6 +19,10 @@ def render(res: Resources, session: Session) -> None:
         st.info("Sign in as the bureau.")
         return
     operator.render(res, session, read_only=True)
+    if can(actor, "expert.opine"):
+        operator.expert_opinions(res, actor)
+    if not can(actor, "catalog.review"):
+        return
     st.header("Catalogue entries to review (art. 10)")
     pending = res.reads.resources(status="submitted").to_dicts()
     if not pending:

@@ -20,7 +20,7 @@ import streamlit as st
 from domain.identity import Actor, Role
 from domain.licensing import AgreementKind, business_date
 from streamlit_app.ui.auth import Session
-from streamlit_app.ui.context import Resources, command, pick, pick_many
+from streamlit_app.ui.context import Resources, can, command, pick, pick_many
 
 PURPOSES = ["industry", "commercial", "public_welfare", "public_governance"]
 
@@ -32,7 +32,8 @@ def render(res: Resources, session: Session) -> None:
         st.info("Sign in to use the unit portal.")
         return
     if actor.role is Role.APPLICANT or actor.unit_id is None:
-        register_unit(res, actor)
+        if can(actor, "unit.register"):
+            register_unit(res, actor)
         return
     unit = res.reads.unit(actor.unit_id)
     if unit is None:
@@ -73,6 +74,9 @@ def register_unit(res: Resources, actor: Actor) -> None:
 
 def apply_form(res: Resources, actor: Actor) -> None:
     st.subheader("File a demand application (art. 21)")
+    if not can(actor, "demand.file"):
+        st.caption(f"A {actor.role.value} may not file demand applications.")
+        return
     catalog = res.reads.catalog()
     ids = catalog["product_id"].to_list()
     names = dict(zip(ids, catalog["name"].to_list(), strict=True))
@@ -110,21 +114,21 @@ def applications(res: Resources, actor: Actor) -> None:
         return
     names = res.reads.product_names()
     st.dataframe(pl.DataFrame([{
-        "filed": str(a.filed_on), "products": ", ".join(names.get(str(i.product_id), "?") for i in a.scope),
-        "purpose class": a.purpose_class.value, "status": a.status.value,
-        "risk": a.risk_level.value if a.risk_level else "—", "decision": a.decision_reason or "—",
-        "id": str(a.id),
+        "filed": str(a["filed_on"]), "products": ", ".join(names.get(i, "?") for i in a["product_ids"]),
+        "purpose class": a["purpose_class"], "status": a["status"],
+        "risk": a["risk_level"] or "—", "decision": a["decision_reason"] or "—",
+        "id": a["application_id"],
     } for a in apps]).to_pandas(), hide_index=True, width="stretch")
-    open_apps = [a for a in apps if a.status.value in ("submitted", "under_review")]
-    if open_apps:
+    open_apps = [a for a in apps if a["status"] in ("submitted", "under_review")]
+    if open_apps and can(actor, "demand.file"):
         with st.form("withdraw"):
             index = pick("Withdraw an application", len(open_apps),
-                         lambda i: f"{open_apps[i].filed_on} {open_apps[i].purpose}")
+                         lambda i: f"{open_apps[i]['filed_on']} {open_apps[i]['purpose']}")
             reason = st.text_input("Reason", key="wd_reason")
             submitted = st.form_submit_button("Withdraw")
         if submitted:
             chosen = open_apps[index]
-            command("withdraw", lambda: res.mp.demand.withdraw(actor, chosen.id, reason=reason),
+            command("withdraw", lambda: res.mp.demand.withdraw(actor, chosen["application_id"], reason=reason),
                     success="Application withdrawn.")
 
 
@@ -147,7 +151,7 @@ def subscriptions(res: Resources, actor: Actor) -> None:
                 by_unit, by_operator = s[f"{kind.value}_unit"], s[f"{kind.value}_operator"]
                 st.markdown(f"- {kind.value} agreement: unit {by_unit or '✗ not signed'}, "
                             f"operator {by_operator or '✗ not signed'}")
-                if (not by_unit and actor.role is Role.UNIT_ADMIN and s["status"] == "pending"
+                if (not by_unit and can(actor, "subscription.sign_unit") and s["status"] == "pending"
                         and st.button(f"Sign the {kind.value} agreement", key=f"sign_{sid}_{kind.value}")):
                         command(f"sign_{sid}", lambda k=kind, sid=sid: res.mp.licensing.sign_agreement(  # type: ignore[misc]
                             actor, UUID(sid), kind=k), success=f"{kind.value} agreement signed.")
@@ -174,11 +178,11 @@ def credentials(res: Resources, actor: Actor) -> None:
     st.subheader("API and notebook credentials (art. 23: bound to your unit)")
     clients = res.reads.clients(actor.unit_id) if actor.unit_id else []
     if clients:
-        st.dataframe(pl.DataFrame([{"client id": str(c.id), "label": c.label, "member": c.user_id,
-                                    "status": c.status.value, "subscriptions": len(c.subscription_ids)}
+        st.dataframe(pl.DataFrame([{"client id": c["client_id"], "label": c["label"], "member": c["user_id"],
+                                    "status": c["status"], "subscriptions": len(c["subscription_ids"])}
                                    for c in clients]).to_pandas(), hide_index=True, width="stretch")
     subs = res.reads.subscriptions(unit_id=actor.unit_id, status="active").to_dicts()
-    if actor.role is Role.UNIT_ADMIN:
+    if can(actor, "client.issue"):
         members = sorted(res.reads.unit_members(actor.unit_id)["user_id"].to_list())  # type: ignore[arg-type]
         with st.form("issue_client"):
             label = st.text_input("Label", key="ic_label", placeholder="analysis notebook")
@@ -189,16 +193,16 @@ def credentials(res: Resources, actor: Actor) -> None:
             command("issue_client", lambda: _issue(res, actor, label, member,
                                                    [UUID(subs[i]["subscription_id"]) for i in chosen]),
                     success="Credentials issued.")
-        active = [c for c in clients if c.is_active]
-        if active:
+        active = [c for c in clients if c["status"] == "active"]
+        if active and can(actor, "client.revoke"):
             with st.form("revoke_client"):
-                index = pick("Revoke", len(active), lambda i: active[i].label)
+                index = pick("Revoke", len(active), lambda i: active[i]["label"])
                 reason = st.text_input("Reason", key="rc_reason")
                 submitted = st.form_submit_button("Revoke")
             if submitted:
                 chosen_client = active[index]
                 command("revoke_client", lambda: res.mp.credentials.revoke_client(
-                    actor, chosen_client.id, reason=reason), success="Credentials revoked.")
+                    actor, chosen_client["client_id"], reason=reason), success="Credentials revoked.")
     else:
         st.caption("Your unit admin issues credentials.")
     st.subheader("Workspace")
@@ -221,7 +225,7 @@ def feedback_and_quality(res: Resources, actor: Actor) -> None:
     st.subheader("Give feedback (art. 26)")
     if not subs:
         st.info("Feedback is given on an active subscription.")
-    else:
+    elif can(actor, "feedback.give"):
         with st.form("give_feedback"):
             index = pick("Subscription", len(subs), lambda i: _sub_label(subs[i]),
                                  key="fb_sub")
@@ -248,6 +252,8 @@ def feedback_and_quality(res: Resources, actor: Actor) -> None:
     if not resources:
         st.info("You can report issues on the sources of products you subscribe to.")
         return
+    if not can(actor, "quality.report"):
+        return
     with st.form("report_issue"):
         index = pick("Catalog resource", len(resources), lambda i: resources[i]["name"],
                              key="qi_resource")
@@ -267,7 +273,7 @@ def feedback_and_quality(res: Resources, actor: Actor) -> None:
 def members(res: Resources, actor: Actor, unit: dict[str, Any]) -> None:
     st.dataframe(res.reads.unit_members(unit["unit_id"]).select(pl.col("user_id").alias("user"), "role", "since")
                  .to_pandas(), hide_index=True)
-    if actor.role is not Role.UNIT_ADMIN:
+    if not can(actor, "unit.manage_members"):
         return
     with st.form("add_member"):
         user = st.text_input("User id", key="am_user")

@@ -75,3 +75,23 @@ def click(at: AppTest, key: str) -> AppTest:
     at.button(key=key).click().run()
     ok(at)
     return at
+
+
+def forms(at: AppTest) -> set[str]:
+    """The ids of the forms on the page (every tab of it: AppTest renders them all)."""
+    return {f.key for f in at.form if f.key}
+
+
+def button_keys(at: AppTest) -> set[str]:
+    """Keys of the buttons outside forms that send a command (signing, listing)."""
+    return {b.key for b in at.button if b.key and not b.form_id}
+
+
+def edit_table(at: AppTest, key: str, *, edited: dict[int, dict[str, Any]] | None = None,
+               added: list[dict[str, Any]] | None = None, deleted: list[int] | None = None) -> None:
+    """Type into the ``st.data_editor`` ``key`` as a person would (AppTest applies edits given as its state)."""
+    at.session_state[key] = {"edited_rows": edited or {}, "added_rows": added or [], "deleted_rows": deleted or []}
+
+
+def tab(at: AppTest, label: str) -> Any:
+    return next(t for t in at.tabs if t.label == label)

@@ -7,6 +7,7 @@ the same view the page reads from and checks the figures on the page are the vie
 from __future__ import annotations
 
 import polars as pl
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from domain.products import DataProduct
@@ -16,6 +17,17 @@ from streamlit_app.ui.reads import money
 from tests.ui.helpers import ok, open_page, sign_in
 
 BUS = "公交客流时空分布 Bus ridership by district and hour"
+
+
+@pytest.fixture
+def app(viewer: AppTest) -> AppTest:
+    """These tests only read: they share one seeded store per module and store kind."""
+    return viewer
+
+
+@pytest.fixture
+def store(shared_store: Config) -> Config:
+    return shared_store
 
 
 def _tab(at: AppTest, label: str):  # type: ignore[no-untyped-def]

@@ -211,6 +211,21 @@ SHOWCASES = Table(
     key=("product_id", "notification_id"),
 )
 
+EXPERT_OPINIONS = Table(
+    "rm_catalog_expert_opinions",
+    {
+        "product_id": TEXT,
+        #: The notification id of the opinion's event: orders a product's opinions as recorded.
+        "opinion_id": INT,
+        "expert": TEXT,
+        "opinion": TEXT,
+        "recommendation": TEXT,
+        "recorded_by": TEXT,
+        "recorded_at": TIMESTAMP,
+    },
+    key=("product_id", "opinion_id"),
+)
+
 #: Statuses a new product version sends back to compliance review (``DataProduct._version_registered``).
 REVIEWED_AGAIN_ON_NEW_VERSION = frozenset({"approved", "listed"})
 
@@ -403,7 +418,15 @@ def _showcase_added(e: Recorded) -> Sequence[Op]:
 
 
 def _expert_opinion(e: Recorded) -> Sequence[Op]:
-    return (Increment(PRODUCTS.name, {"product_id": e.originator_id}, {"expert_opinion_count": 1}),)
+    # The opinion itself, not only its count: the storefront and the compliance reviewer read it (art. 6).
+    d = e.data
+    o = d["opinion"]
+    pid = e.originator_id
+    return (
+        Insert(EXPERT_OPINIONS.name, (pid, e.notification_id, o["expert"], o["opinion"], o["recommendation"],
+                                      o["recorded_by"], d["timestamp"])),
+        Increment(PRODUCTS.name, {"product_id": pid}, {"expert_opinion_count": 1}),
+    )
 
 
 _C = "domain.catalog:"
@@ -430,12 +453,14 @@ HANDLERS: dict[str, Callable[[Recorded], Iterable[Op]]] = {
 
 
 class CatalogProjection(HandlerProjection):
-    """Providers, catalog resources (schema, grade, openness, review, versions, consents) and products."""
+    """Providers, catalog resources (schema, grade, openness, review, versions, consents) and products
+    (with their showcases and the expert committee's opinions on them)."""
 
     name = "catalog"
-    version = 1
+    #: 2: the expert committee's opinions on products (``rm_catalog_expert_opinions``), not only their count.
+    version = 2
     handlers = HANDLERS
     tables = (
         PROVIDERS, RESOURCES, RESOURCE_FIELDS, RESOURCE_VERSIONS, SUPPLY,
-        PRODUCTS, PRODUCT_SOURCES, PRODUCT_FIELDS, PRODUCT_VERSIONS, SHOWCASES,
+        PRODUCTS, PRODUCT_SOURCES, PRODUCT_FIELDS, PRODUCT_VERSIONS, SHOWCASES, EXPERT_OPINIONS,
     )

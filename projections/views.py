@@ -373,6 +373,19 @@ def showcases(db: Source, product_id: Any = None) -> pl.DataFrame:
 
 
 @view
+def product_expert_opinions(db: Source, product_id: Any = None) -> pl.DataFrame:
+    """The expert committee's opinions on products (art. 6), as recorded (oldest first), with the product's
+    name and status: who gave each, what it says, its recommendation, and who recorded it when."""
+    with _opened(db) as conn:
+        opinions = _select(conn, catalog_rm.EXPERT_OPINIONS, {"product_id": _id(product_id)})
+        products = _select(conn, catalog_rm.PRODUCTS, {"product_id": _id(product_id)},
+                           columns=["product_id", "name", "status_event", "status_event_id", "version_event_id"])
+    products = products.select("product_id", pl.col("name").alias("product_name"),
+                               _status_expr().alias("product_status"))
+    return opinions.join(products, on="product_id", how="left").sort("opinion_id")
+
+
+@view
 def catalog_resources(
     db: Source,
     provider: Any = None,

@@ -160,6 +160,10 @@ class ReadSide:
     def showcases(self, product_id: UUID | str | None = None) -> pl.DataFrame:
         return views.showcases(self.db, None if product_id is None else str(product_id))
 
+    def expert_opinions(self, product_id: UUID | str | None = None) -> pl.DataFrame:
+        """The expert committee's opinions on products (art. 6), as recorded, with product name and status."""
+        return views.product_expert_opinions(self.db, None if product_id is None else str(product_id))
+
     def feedback(self, product_id: UUID | str | None = None, unit_id: UUID | str | None = None) -> pl.DataFrame:
         return views.feedback(self.db, None if product_id is None else str(product_id),
                               None if unit_id is None else str(unit_id))
@@ -312,9 +316,10 @@ class ReadSide:
         """The demand board (rows of ``views.demand_posts``), most needed first."""
         return views.demand_posts(self.db).to_dicts()
 
-    def clients(self, unit_id: UUID | str) -> list[dict[str, Any]]:
-        """A unit's API clients (rows of ``views.api_clients``: no secret, no hash), oldest first."""
-        return views.api_clients(self.db, str(unit_id)).to_dicts()
+    def clients(self, unit_id: UUID | str | None = None, *, status: str | None = None) -> list[dict[str, Any]]:
+        """A unit's API clients (every unit's without ``unit_id``, for the operator's revocation on misuse,
+        art. 34): rows of ``views.api_clients`` (no secret, no hash), oldest first."""
+        return views.api_clients(self.db, None if unit_id is None else str(unit_id), status=status).to_dicts()
 
 
 def money(value: Decimal | float | str | None) -> str:

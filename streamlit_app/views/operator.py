@@ -3,7 +3,8 @@
 Review queues (with expert opinions, art. 6, and quality deadlines, art. 17), product and
 pricing management (multi-tier plans; every change with a reason), the pricing and
 feedback projections with charts, contribution incentives (art. 25), the audit trail with
-filters, and suspension of units and subscriptions (art. 34). Who may do what is the
+filters, and suspension of units and subscriptions and revocation of units' API
+credentials (art. 34). Who may do what is the
 services' decision (deny by default, separation of duties): the console offers a form
 only to roles holding its permission (``can``, which reads ``marketplace.access``) and
 shows the services' refusals of everything else (ownership, state, separation of duties).
@@ -182,8 +183,10 @@ def queues(res: Resources, actor: Actor, read_only: bool) -> None:
     st.caption("The builder of a product cannot approve its own review (art. 22).")
     if in_review:
         st.dataframe(pl.DataFrame([{"product": p["name"], "grade": p["grade"], "builder": p["builder_id"],
-                                    "delivery": ", ".join(p["delivery_modes"] or [])}
+                                    "delivery": ", ".join(p["delivery_modes"] or []),
+                                    "expert opinions": p["expert_opinion_count"] or 0}
                                    for p in in_review]).to_pandas(), hide_index=True)
+        product_opinions_on_file(res, in_review)
         if may("product.review"):
             with st.form("review_compliance"):
                 index = pick("Product", len(in_review), lambda i: in_review[i]["name"])
@@ -277,6 +280,18 @@ def opinions_on_file(apps: list[dict[str, Any]], labels: list[str]) -> None:
         with st.expander(f"Expert opinions on file ({len(on_file)})"):
             for label, o in on_file:
                 st.markdown(f"- {label}: **{o['expert']}** recommends *{o['recommendation']}* — {o['opinion']}")
+
+
+def product_opinions_on_file(res: Resources, products: list[dict[str, Any]]) -> None:
+    """What the expert committee said on the products under review, for the reviewer who decides them (art. 6)."""
+    ids = [p["product_id"] for p in products]
+    on_file = res.reads.expert_opinions().filter(pl.col("product_id").is_in(ids))
+    if on_file.is_empty():
+        return
+    with st.expander(f"Expert opinions on products under review ({on_file.height})"):
+        for o in on_file.iter_rows(named=True):
+            st.markdown(f"- {o['product_name']}: **{o['expert']}** recommends *{o['recommendation']}* — "
+                        f"{o['opinion']}")
 
 
 def application_opinion(res: Resources, actor: Actor, apps: list[dict[str, Any]], labels: list[str]) -> None:
@@ -587,8 +602,9 @@ def audit(res: Resources) -> None:
 
 def suspension(res: Resources, actor: Actor) -> None:
     st.caption("Art. 34: stop use at once while misuse is investigated; every action needs a reason.")
-    if not (can(actor, "unit.suspend") or can(actor, "subscription.suspend")):
-        st.info(f"Suspension is the operator admin's; a {actor.role.value} may not suspend units or subscriptions.")
+    if not (can(actor, "unit.suspend") or can(actor, "subscription.suspend") or can(actor, "client.revoke")):
+        st.info(f"Suspension is the operator admin's; a {actor.role.value} may not suspend units or subscriptions "
+                "or revoke their API credentials.")
         return
     units = res.reads.units().filter(pl.col("status").is_in(["qualified", "suspended"])).to_dicts()
     if units and can(actor, "unit.suspend"):
@@ -617,6 +633,36 @@ def suspension(res: Resources, actor: Actor) -> None:
                     "terminate": res.mp.licensing.terminate_subscription}
             command("subscription_suspension", lambda: acts[action](actor, UUID(sub["subscription_id"]), reason=reason),
                     success=f"Subscription {action}d.")
+    if can(actor, "client.revoke"):
+        revoke_credentials(res, actor)
+
+
+def revoke_credentials(res: Resources, actor: Actor) -> None:
+    """Revoke a unit's API client on misuse (art. 34): its tokens stop working on their next request,
+    since every API request checks the client live. Whether the actor may is the service's decision."""
+    st.subheader("API credentials")
+    clients = res.reads.clients(status="active")
+    if not clients:
+        st.caption("No unit holds active API credentials.")
+        return
+    unit_frame = res.reads.units()
+    units = dict(zip(unit_frame["unit_id"].to_list(), unit_frame["name"].to_list(), strict=True))
+    labels = [f"{units.get(c['unit_id'], '?')} · {c['label']} · {c['user_id']}" for c in clients]
+    st.dataframe(pl.DataFrame([{
+        "unit": units.get(c["unit_id"], "?"), "member": c["user_id"], "label": c["label"],
+        "subscriptions": len(c["subscription_ids"] or []), "issued by": c["issued_by"],
+        "issued": str(c["issued_at"])[:16],
+    } for c in clients]).to_pandas(), hide_index=True, width="stretch")
+    with st.form("revoke_api_client"):
+        st.markdown("**Revoke API credentials** (misuse, art. 34: its tokens stop working on their next request)")
+        index = pick("API client", len(clients), lambda i: labels[i], key="rk_client")
+        reason = _reason("rk_reason")
+        submitted = st.form_submit_button("Revoke credentials")
+    if submitted:
+        client = clients[index]
+        command("revoke_api_client", lambda: res.mp.credentials.revoke_client(
+            actor, client["client_id"], reason=reason),
+            success=f"Credentials {client['label']!r} of {units.get(client['unit_id'], '?')} revoked.")
 
 
 __all__ = ["DataProduct", "render"]

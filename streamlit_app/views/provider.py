@@ -1,13 +1,16 @@
 """Provider portal (provider staff): its catalogue entries and versions, consent requests (art. 14),
-quality issues to rectify with deadlines (art. 11, 17), and its contribution score explained (art. 25)."""
+quality issues to rectify (or, with a reason, refuse to) by their deadlines (art. 11, 17), and its
+contribution score explained (art. 25)."""
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 import polars as pl
 import streamlit as st
 
+from domain.identity import Actor
 from streamlit_app.ui.auth import Session
 from streamlit_app.ui.context import Resources, can, command, pick
 
@@ -62,7 +65,8 @@ def render(res: Resources, session: Session) -> None:
             st.dataframe(issues.select(
                 pl.col("resource_name").alias("resource"), "dimension", "description", "status",
                 pl.col("deadline").cast(pl.String).str.slice(0, 16).fill_null("—").alias("deadline"),
-                "overdue").to_pandas(), hide_index=True, width="stretch")
+                "overdue", pl.col("refusal_reason").fill_null("").alias("refused because")).to_pandas(),
+                hide_index=True, width="stretch")
         open_issues = issues.filter(pl.col("status") == "verified").to_dicts()
         if open_issues and can(actor, "quality.rectify"):
             with st.form("rectify_issue"):
@@ -74,6 +78,7 @@ def render(res: Resources, session: Session) -> None:
                 command("rectify_issue", lambda: res.mp.quality.rectify_issue(actor, UUID(issue["issue_id"]),
                                                                               note=note),
                         success="Rectification reported.")
+            refuse_rectification(res, actor, [i for i in open_issues if not i["refusal_reason"]])
         elif issues.is_empty():
             st.info("No quality issue reported on your catalogue.")
     with tabs[3]:
@@ -87,3 +92,25 @@ def render(res: Resources, session: Session) -> None:
                 "component", "value", "weight", (pl.col("value") * pl.col("weight")).round(2).alias("contributes"),
                 pl.col("explanation").alias("why")).to_pandas(), hide_index=True)
             st.caption("Score = Σ value × weight (art. 25: data quality, application and value realised).")
+
+
+def refuse_rectification(res: Resources, actor: Actor, issues: list[dict[str, Any]]) -> None:
+    """The provider says, with a reason, that it will not rectify a verified issue (art. 17).
+
+    The workflow's own step (``QualityIssue.refuse``): refusing does not make a verified
+    error right, so the issue stays open, counts as overdue from now on, and can still be
+    rectified later. Refused once only, so issues refused already are not offered again.
+    """
+    if not issues:
+        return
+    with st.form("refuse_rectification"):
+        st.markdown("**Refuse rectification** — the issue stays open and counts as overdue (art. 17)")
+        index = pick("Issue", len(issues), lambda i: f"{issues[i]['resource_name'] or '?'} · "
+                                                     f"{issues[i]['description']}", key="rf_issue")
+        reason = st.text_area("Why it will not be rectified", key="rf_reason")
+        submitted = st.form_submit_button("Refuse rectification")
+    if submitted:
+        issue = issues[index]
+        command("refuse_rectification", lambda: res.mp.quality.refuse_rectification(
+            actor, UUID(issue["issue_id"]), reason=reason),
+            success="Refusal recorded; the issue stays open and counts as overdue.")

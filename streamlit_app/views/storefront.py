@@ -2,7 +2,8 @@
 
 A product page shows what a unit needs to decide whether to apply: description, data
 dictionary, sample *statistics* (never rows), the sandbox policy in plain words, price
-plans with the cap and the free public-welfare path (art. 24), showcases and ratings.
+plans with the cap and the free public-welfare path (art. 24), showcases, ratings and the
+expert committee's opinions (art. 6).
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ def product_page(res: Resources, session: Session, product_id: str) -> None:
                f"{', '.join(sorted(product['providers'] or [])) or '?'} · "
                f"delivery: {', '.join(product['delivery_modes'] or [])}")
     dictionary = res.reads.data_dictionary(product_id)
-    tabs = st.tabs(["Data dictionary", "Sample statistics", "Policy", "Prices", "Showcases", "Ratings"])
+    tabs = st.tabs(["Data dictionary", "Sample statistics", "Policy", "Prices", "Showcases", "Ratings",
+                    "Expert opinions"])
     with tabs[0]:
         st.dataframe(dictionary.to_pandas(), hide_index=True, width="stretch")
         st.caption("Personal fields are never output; they only feed aggregates where the policy allows.")
@@ -107,5 +109,23 @@ def product_page(res: Resources, session: Session, product_id: str) -> None:
                 "effect", pl.col("text").alias("comment")).to_pandas(), hide_index=True)
         else:
             st.info("No ratings yet.")
+    with tabs[6]:
+        expert_opinions(res.reads.expert_opinions(product_id))
     if session.role is None:
         st.info("Sign in as a member of a qualified unit to apply for this product.")
+
+
+def expert_opinions(opinions: pl.DataFrame) -> None:
+    """What the expert committee advised on the product (art. 6), in the order it was recorded.
+
+    Shown to anyone deciding whether to apply, and to the compliance reviewer deciding the
+    product's review: an opinion informs, it decides nothing.
+    """
+    st.caption("Art. 6: the expert committee advises on major or difficult questions; the operator's "
+               "compliance reviewer decides.")
+    if opinions.is_empty():
+        st.info("No expert opinion on this product.")
+        return
+    for o in opinions.iter_rows(named=True):
+        st.markdown(f"**{o['expert']}** recommends *{o['recommendation'].replace('_', ' ')}* — {o['opinion']}")
+        st.caption(f"Recorded by {o['recorded_by']} on {str(o['recorded_at'])[:10]}")

@@ -1,4 +1,4 @@
-"""AppTest: the operator's and the bureau's forms added for issue 6, on SQLite and PostgreSQL.
+"""AppTest: the forms added for issue 6 (operator, bureau, provider portal, demand board), on SQLite and PostgreSQL.
 
 Each form is sent once as it should be (the store then holds the change) and once with
 bad input: the page shows the domain's message next to the form and the store is
@@ -12,9 +12,11 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+import polars as pl
 from streamlit.testing.v1 import AppTest
 
-from domain.demand import DemandApplication
+from domain.credentials import ApiClient, ClientStatus
+from domain.demand import DemandApplication, DemandPost, PostStatus
 from domain.identity import Actor, Role
 from domain.incentives import ContributionEvaluation
 from domain.products import DataProduct
@@ -313,3 +315,141 @@ def test_art34_product_manager_is_not_offered_suspension_and_admin_needs_a_reaso
     before = head(store)
     submit(app, "Apply")
     _refused(app, store, before, "unit_suspension", field="reason")
+
+
+# -- issue 6, last gaps: product opinions to the reviewer, credentials, refusal, the demand board --------------
+
+MOBILITY = "包头智慧出行科技有限公司"
+REAL_ESTATE = "房地产市场月报 Real estate market monthly"
+
+
+def test_art6_reviewer_sees_the_expert_opinions_on_a_product_under_review(app: AppTest, store: Config) -> None:
+    """An opinion recorded on a product in review is on file where the reviewer decides that review."""
+    assert views.product_detail(store, DataProduct.create_id(REAL_ESTATE))["status"][0] == "in_review"
+    sign_in(app, "reviewer.wang")
+    open_page(app, "Operator console")
+    assert not any(e.label.startswith("Expert opinions on products under review") for e in app.expander)
+    choose(app, "ep_product", lambda label: label.startswith(REAL_ESTATE))
+    app.text_input(key="ep_expert").input("Prof. Gao, expert committee")
+    app.text_area(key="ep_opinion").input("Monthly district prices cannot single out a sale if groups are >= 5.")
+    app.selectbox(key="ep_recommendation").set_value("approve_with_conditions")
+    submit(app, "Record expert opinion on the product")
+    assert "Expert opinion recorded on the product." in successes(app)
+    on_file = next(e for e in app.expander if e.label.startswith("Expert opinions on products under review"))
+    assert on_file.label == "Expert opinions on products under review (1)"
+    text = " ".join(m.value for m in on_file.markdown)
+    assert REAL_ESTATE in text and "Prof. Gao, expert committee" in text and "approve_with_conditions" in text
+    stored = value_of(store, DataProduct.create_id(REAL_ESTATE))
+    assert [(o.expert, o.recorded_by) for o in stored.expert_opinions] == [
+        ("Prof. Gao, expert committee", "reviewer.wang")]
+
+
+def _issue_client(store: Config, label: str) -> UUID:
+    """A unit admin of the mobility unit issues API credentials for its analyst (the demo issues none)."""
+    sub = views.unit_subscriptions(store, status="active").filter(
+        pl.col("unit_name") == MOBILITY).row(0, named=True)
+    mp = build(store)
+    try:
+        admin = Actor("mobility0.admin", Role.UNIT_ADMIN, unit_id=UUID(sub["unit_id"]))
+        return mp.credentials.issue_client(admin, unit_id=sub["unit_id"], user_id="mobility0.analyst", label=label,
+                                           subscription_ids=[sub["subscription_id"]]).client_id
+    finally:
+        mp.close()
+
+
+def test_art34_operator_admin_revokes_a_units_api_credentials_with_a_reason(app: AppTest, store: Config) -> None:
+    client_id = _issue_client(store, "leaky notebook")
+    sign_in(app, "pm.li")  # the demo issues no client, so the permission walk cannot show this: only the admin
+    open_page(app, "Operator console")
+    assert "revoke_api_client" not in forms(app)
+    sign_in(app, "admin.zhao")
+    open_page(app, "Operator console")
+    choose(app, "rk_client", lambda label: label == f"{MOBILITY} · leaky notebook · mobility0.analyst")
+    before = head(store)
+    submit(app, "Revoke credentials")
+    _refused(app, store, before, "revoke_api_client", field="reason")
+
+    app.text_input(key="rk_reason").input("secret posted in a public repository")
+    submit(app, "Revoke credentials")
+    assert f"Credentials 'leaky notebook' of {MOBILITY} revoked." in successes(app)
+    client = value_of(store, client_id)
+    assert isinstance(client, ApiClient)
+    assert client.status is ClientStatus.REVOKED and client.status_reason == "secret posted in a public repository"
+    row = views.api_clients(store, status="revoked").row(0, named=True)
+    assert (row["client_id"], row["revoked_by"]) == (str(client_id), "admin.zhao")
+    assert "revoke_api_client" not in forms(app)  # no active client is left to revoke
+
+
+def test_art17_provider_refuses_rectification_with_a_reason_and_the_issue_stays_open_and_overdue(
+        app: AppTest, store: Config) -> None:
+    sign_in(app, "bus.clerk")
+    open_page(app, "Provider portal")
+    provider_id = views.provider_staff(store).filter(pl.col("user_id") == "bus.clerk")["provider_id"][0]
+    verified = views.quality_issues(store, provider_id=provider_id, status="verified").row(0, named=True)
+    assert not verified["overdue"]
+    choose(app, "rf_issue", lambda label: label.endswith(verified["description"]))
+    before = head(store)
+    submit(app, "Refuse rectification")
+    _refused(app, store, before, "refuse_rectification", field="reason")
+
+    app.text_area(key="rf_reason").input("the figures are the operator's own counting error")
+    submit(app, "Refuse rectification")
+    assert "Refusal recorded; the issue stays open and counts as overdue." in successes(app)
+    issue = value_of(store, UUID(verified["issue_id"]))
+    assert isinstance(issue, QualityIssue)
+    assert issue.status is IssueStatus.VERIFIED and issue.refusal_reason == (
+        "the figures are the operator's own counting error")
+    table = tab(app, "Quality issues").dataframe[0].value
+    shown = table[table["refused because"] == "the figures are the operator's own counting error"]
+    assert len(shown) == 1 and bool(shown["overdue"].iloc[0]) and shown["status"].iloc[0] == "verified"
+    # refused once only: it is not offered again, and it can still be rectified
+    assert "refuse_rectification" not in forms(app)
+    assert "rectify_issue" in forms(app)
+
+
+def _post(store: Config, title: str) -> dict[str, Any]:
+    return next(p for p in views.demand_posts(store).iter_rows(named=True) if p["title"] == title)
+
+
+def test_art20_a_unit_seconds_another_units_need_once(app: AppTest, store: Config) -> None:
+    heating = _post(store, "供热管网温度监测")
+    mine = views.units(store).filter(pl.col("name") == MOBILITY)["unit_id"][0]
+    assert mine not in heating["seconded_by"] and heating["unit_id"] != mine
+    sign_in(app, "mobility0.analyst")
+    open_page(app, "Demand board")
+    assert not any(o.startswith("停车泊位实时占用") for o in app.selectbox(key="sp_post").options)  # its own
+    choose(app, "sp_post", lambda label: label.startswith("供热管网温度监测"))
+    submit(app, "Second this need")
+    assert "Seconded: 供热管网温度监测." in successes(app)
+    post = value_of(store, UUID(heating["post_id"]))
+    assert isinstance(post, DemandPost)
+    assert post.seconded_by[-1] == UUID(mine) and post.interest == heating["interest"] + 1
+
+    choose(app, "sp_post", lambda label: label.startswith("供热管网温度监测"))
+    assert str(app.selectbox(key="sp_post").value).endswith("· your unit seconded it")
+    before = head(store)
+    submit(app, "Second this need")
+    _refused(app, store, before, "second_post", code="already_seconded")
+
+
+def test_art20_the_posting_unit_closes_its_own_need_with_a_reason(app: AppTest, store: Config) -> None:
+    parking = _post(store, "停车泊位实时占用")
+    sign_in(app, "mobility0.admin")
+    open_page(app, "Demand board")
+    assert all(o.startswith("停车泊位实时占用") for o in app.selectbox(key="cp_post").options)  # only its own
+    choose(app, "cp_post", lambda label: label.startswith("停车泊位实时占用"))
+    before = head(store)
+    submit(app, "Close the need")
+    _refused(app, store, before, "close_post", field="reason")
+
+    app.text_input(key="cp_reason").input("the parking operator now publishes occupancy itself")
+    submit(app, "Close the need")
+    assert "Closed: 停车泊位实时占用." in successes(app)
+    post = value_of(store, UUID(parking["post_id"]))
+    assert isinstance(post, DemandPost)
+    assert post.status is PostStatus.CLOSED
+    assert post.close_reason == "the parking operator now publishes occupancy itself"
+    assert "close_post" not in forms(app)  # the unit has no other open need
+    board = app.dataframe[0].value
+    assert list(board[board["title"] == "停车泊位实时占用"]["closed because"]) == [
+        "the parking operator now publishes occupancy itself"]

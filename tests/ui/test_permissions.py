@@ -28,9 +28,10 @@ FORM_PERMISSIONS: dict[str, str] = {
     "issue_client": "client.issue", "revoke_client": "client.revoke", "give_feedback": "feedback.give",
     "report_issue": "quality.report", "add_member": "unit.manage_members",
     # demand board
-    "post_demand": "demand.post", "respond_post": "demand.respond",
+    "post_demand": "demand.post", "respond_post": "demand.respond", "second_post": "demand.post",
+    "close_post": "demand.close_post",
     # provider portal
-    "decide_supply": "catalog.consent", "rectify_issue": "quality.rectify",
+    "decide_supply": "catalog.consent", "rectify_issue": "quality.rectify", "refuse_rectification": "quality.rectify",
     # operator console: review queues
     "qualify_unit": "unit.qualify", "assess_risk": "demand.assess", "decide_application": "demand.decide",
     "expert_opinion_application": "expert.opine", "expert_opinion_product": "expert.opine",
@@ -41,6 +42,7 @@ FORM_PERMISSIONS: dict[str, str] = {
     "set_cap": "product.set_cap", "set_plan": "product.price", "retire_plan": "product.price",
     "unlist": "product.list", "publish_evaluation": "incentives.publish",
     "unit_suspension": "unit.suspend", "subscription_suspension": "subscription.suspend",
+    "revoke_api_client": "client.revoke",
     # supervisor
     "review_resource": "catalog.review",
 }
@@ -95,34 +97,40 @@ EXPECTED: dict[str, tuple[set[str], set[str]]] = {
         {"assess_risk", "decide_application", "expert_opinion_application", "expert_opinion_product",
          "review_compliance", "verify_issue", "reject_issue", "extend_deadline", "close_issue"},
         {"create_subscription", "set_cap", "set_plan", "retire_plan", "publish_evaluation", "unit_suspension",
-         "subscription_suspension", "unlist"},
+         "subscription_suspension", "unlist", "revoke_api_client", "close_post", "second_post"},
     ),
     "pm.li": (
-        {"set_plan", "verify_issue", "reject_issue", "extend_deadline", "close_issue"},
+        {"set_plan", "verify_issue", "reject_issue", "extend_deadline", "close_issue", "close_post"},
         {"assess_risk", "decide_application", "qualify_unit", "set_cap", "publish_evaluation", "unit_suspension",
-         "subscription_suspension", "review_compliance", "expert_opinion_application", "expert_opinion_product"},
+         "subscription_suspension", "review_compliance", "expert_opinion_application", "expert_opinion_product",
+         "revoke_api_client", "second_post"},
     ),
     "admin.zhao": (
         {"decide_application", "set_cap", "set_plan", "publish_evaluation",
-         "unit_suspension", "subscription_suspension", "extend_deadline"},
+         "unit_suspension", "subscription_suspension", "extend_deadline", "close_post"},
         {"assess_risk", "verify_issue", "reject_issue", "close_issue", "review_compliance",
-         "expert_opinion_application", "expert_opinion_product"},
+         "expert_opinion_application", "expert_opinion_product", "second_post", "refuse_rectification"},
     ),
     "bureau.zhang": (
         {"expert_opinion_application", "expert_opinion_product"},
         {"assess_risk", "decide_application", "create_subscription", "set_cap", "set_plan", "publish_evaluation",
-         "unit_suspension", "extend_deadline", "verify_issue"},
+         "unit_suspension", "extend_deadline", "verify_issue", "revoke_api_client", "close_post", "second_post"},
     ),
-    "bus.clerk": (set(), {"verify_issue", "extend_deadline", "review_resource", "report_issue"}),
+    "bus.clerk": (
+        {"rectify_issue", "refuse_rectification"},
+        {"verify_issue", "extend_deadline", "review_resource", "report_issue", "revoke_api_client", "second_post",
+         "close_post", "post_demand"},
+    ),
     "mobility0.analyst": (
-        {"file_application", "give_feedback", "post_demand"},
-        {"issue_client", "revoke_client", "add_member"},
+        {"file_application", "give_feedback", "post_demand", "second_post", "close_post"},
+        {"issue_client", "revoke_client", "add_member", "revoke_api_client"},
     ),
     "mobility0.admin": (
-        {"file_application", "issue_client", "add_member", "give_feedback", "post_demand"},
-        {"respond_post"},
+        {"file_application", "issue_client", "add_member", "give_feedback", "post_demand", "second_post",
+         "close_post"},
+        {"respond_post", "revoke_api_client", "refuse_rectification"},
     ),
-    "newcomer": ({"register_unit"}, {"file_application", "post_demand"}),
+    "newcomer": ({"register_unit"}, {"file_application", "post_demand", "second_post", "close_post"}),
     "": (set(), set(FORM_PERMISSIONS)),
 }
 

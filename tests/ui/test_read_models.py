@@ -137,3 +137,21 @@ def test_art8_audit_trail_shows_the_audit_read_model_newest_first(app: AppTest, 
     ok(app)
     filtered = _tab(app, "Audit trail").dataframe[0].value
     assert len(filtered) > 0 and set(filtered["aggregate_type"]) == {"ContributionEvaluation"}
+
+
+def test_art6_product_page_shows_the_expert_opinions_of_the_catalog_read_model(app: AppTest, store: Config) -> None:
+    clinic = DataProduct.create_id("门诊就诊结构（差分隐私） Clinic visits by age band (differential privacy)")
+    opinions = views.product_expert_opinions(store, clinic)
+    assert opinions.height >= 1, "the demo records the expert committee's opinion on the clinic product"
+    app.selectbox(key="sf_product").set_value(str(clinic)).run()
+    ok(app)
+    shown = _tab(app, "Expert opinions")
+    text = " ".join(m.value for m in shown.markdown)
+    for o in opinions.iter_rows(named=True):
+        assert o["expert"] in text and o["opinion"] in text
+        assert o["recommendation"].replace("_", " ") in text
+    assert not shown.info
+    app.selectbox(key="sf_product").set_value(str(DataProduct.create_id(BUS))).run()
+    ok(app)
+    assert views.product_expert_opinions(store, DataProduct.create_id(BUS)).is_empty()
+    assert [i.value for i in _tab(app, "Expert opinions").info] == ["No expert opinion on this product."]

@@ -3,7 +3,7 @@
 Generic over all events (art. 8, 18: operation records answer "who did what, when"):
 one row per notification with its position, time, aggregate, event name, the acting
 user and role from the ``by`` actor every domain command records (system events that
-name no actor leave those empty), and the event's other attributes as stored (JSON),
+name no actor leave those empty), and the event's other attributes (JSON, as stored),
 which ``views.audit`` renders as a short human-readable summary for the rows it returns.
 It reads the payload as plain data, never building domain objects, and leaves the
 summary to read time, because it maps every event of the log and sets the pace of a
@@ -110,7 +110,7 @@ def _scalar(value: Any) -> str | None:
 
 class AuditProjection(Projection):
     name = "audit"
-    version = 3
+    version = 4
     topics = None
     tables = (EVENTS,)
 
@@ -123,10 +123,8 @@ class AuditProjection(Projection):
             if type(actor) is dict:
                 user_id = _scalar(actor.get("user_id"))
                 role = _scalar(actor.get("role"))
-        if NEVER_STORED.isdisjoint(raw):
-            attributes = event.json
-        else:
-            attributes = orjson.dumps({k: v for k, v in raw.items() if k not in NEVER_STORED}).decode("utf8")
+        # What has a column of its own is not repeated: a smaller row is a cheaper write.
+        attributes = orjson.dumps({k: v for k, v in raw.items() if k not in _NOT_SUMMARISED}).decode("utf8")
         aggregate_type, event_name = topic_parts(event.topic)
         return (
             Insert(TABLE_NAME, (

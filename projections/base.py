@@ -284,11 +284,6 @@ class Recorded:
         return self._raw
 
     @property
-    def json(self) -> str:
-        """The stored attributes as JSON text, wrappers and all (what ``raw`` is parsed from)."""
-        return self._codec.plaintext(self.state).decode("utf8")
-
-    @property
     def domain_event(self) -> Any:
         """The typed domain event, decoded by the store's mapper (slower than ``data``)."""
         if self._event is None:

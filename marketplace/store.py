@@ -12,7 +12,6 @@ import functools
 import importlib
 import json
 import pkgutil
-import re
 from datetime import date
 from enum import Enum
 from typing import Any, cast
@@ -93,7 +92,11 @@ def domain_value_types() -> tuple[list[type[Enum]], list[type[Any]], list[type[A
 #: The integers every JSON reader of the log reads exactly (orjson, which the projections use, keeps
 #: 64 bits: a signed 64-bit integer or an unsigned one).
 INTEGER_RANGE = (-(2**63), 2**64 - 1)
-_LONG_DIGITS = re.compile(rb"\d{19}")
+#: Every byte to "0" if it is a digit, else to " ": a run of 19 digits is then a plain substring,
+#: found at memory speed (a regular expression tries each position, which for a large snapshot
+#: costs milliseconds on every save).
+_DIGITS_AS_ZEROS = bytes(48 if chr(b).isdigit() and b < 128 else 32 for b in range(256))
+_NINETEEN_DIGITS = b"0" * 19
 
 
 def _out_of_range(obj: Any) -> int | None:
@@ -120,7 +123,7 @@ class LogTranscoder(JSONTranscoder):
 
     def encode(self, obj: Any) -> bytes:
         data = super().encode(obj)
-        if _LONG_DIGITS.search(data) is not None:  # only then can an integer be that large
+        if _NINETEEN_DIGITS in data.translate(_DIGITS_AS_ZEROS):  # only then can an integer be that large
             found = _out_of_range(json.loads(data))
             if found is not None:
                 raise InvalidInput("integer", f"{found} is outside the 64-bit range the event log stores exactly")

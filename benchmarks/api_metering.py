@@ -139,7 +139,8 @@ def _in_process(config: Config, clients: list[tuple[UUID, UUID, str]], product: 
     import anyio.to_thread
 
     from marketplace.api import v1
-    from marketplace.api.app import WORKER_THREADS, build_state
+    from marketplace.api.app import build_state
+    from marketplace.api.state import WORKER_THREADS
 
     state = build_state(config)
     state.metered = metered

@@ -12,11 +12,13 @@ in production (see notebooks/README.md):
    ``credentials/workspace.json`` only names it, both outside the notebook root, so no
    notebook ever holds a secret; a relaunch revokes the previous client,
 3. starts a real JupyterLab bound to 127.0.0.1 with a random token and our server
-   extension (``marketplace.jupyter_ext``), which records the workspace's opening and
-   closing and every kernel session as ``workspace_session`` usage (art. 8, 23).
+   extension (``marketplace.jupyter_ext``), which reports the workspace's opening and
+   closing and every kernel session to the API (``POST /v1/workspace/sessions``) with the
+   member's own credentials; the API records them as ``workspace_session`` usage (art. 8, 23).
 
-The store location reaches only the Jupyter *server* (its config file), not the kernels'
-environment: notebooks get data through the API and the SDK, never from the store.
+The store's location reaches neither the Jupyter server nor its kernels: the workspace
+holds only the member's API credentials, as a JupyterHub single-user server does in
+production; notebooks get data through the API and the SDK, never from the store.
 """
 
 from __future__ import annotations
@@ -213,16 +215,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def server_config(ws: Workspace, store: Config, *, metering_subscription: UUID) -> dict[str, object]:
-    """The Jupyter server's config: our extension on, and what it needs to record usage."""
+def server_config(ws: Workspace, *, metering_subscription: UUID) -> dict[str, object]:
+    """The Jupyter server's config: our extension on, and where it finds the API credentials to report with.
+
+    No store settings: the extension reports through the API, like the notebooks.
+    """
     return {
         "ServerApp": {"jpserver_extensions": {"marketplace.jupyter_ext": True}},
         "ShuyunWorkspace": {
-            "data_dir": str(store.data_dir),
-            "database_url": store.database_url or "",
-            "unit_id": str(ws.unit_id),
-            "member": ws.member,
-            "client_id": str(ws.client_id),
+            "config_file": str(ws.config_file),
             "subscription_id": str(metering_subscription),
             "workspace": str(ws.root),
         },
@@ -248,7 +249,7 @@ def lab_environment(ws: Workspace) -> dict[str, str]:
 
 
 def start_lab(
-    ws: Workspace, store: Config, *, port: int | None = None, token: str | None = None, wait: float = 90.0
+    ws: Workspace, *, port: int | None = None, token: str | None = None, wait: float = 90.0
 ) -> RunningLab:
     """Start JupyterLab on loopback with a token and wait until its REST API answers."""
     port = port or free_port()
@@ -257,7 +258,7 @@ def start_lab(
     config_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(ws.jupyter_dir, 0o700)
     (config_dir / "jupyter_server_config.json").write_text(
-        json.dumps(server_config(ws, store, metering_subscription=ws.subscriptions[0]), indent=2)
+        json.dumps(server_config(ws, metering_subscription=ws.subscriptions[0]), indent=2)
     )
     cmd = [
         sys.executable, "-m", "jupyterlab", "--no-browser", "--ip", "127.0.0.1", "--port", str(port),
@@ -305,7 +306,7 @@ def launch(
         ws = prepare_workspace(mp, unit=unit, member=member, api_url=api_url)
     finally:
         mp.close()
-    lab = start_lab(ws, config, port=port)
+    lab = start_lab(ws, port=port)
     try:
         yield lab
     finally:

@@ -28,11 +28,11 @@ from domain.errors import DomainError
 from domain.licensing import Subscription
 from domain.parties import ApplicationUnit
 from domain.products import DataProduct
-from marketplace.api import oauth, problems, v1
+from marketplace.api import oauth, problems, sessions, v1
 from marketplace.api.live import LiveCache
 from marketplace.api.metering import UsageMeter
 from marketplace.api.openapi import openapi_document
-from marketplace.api.state import ApiState, ProductData, state_of
+from marketplace.api.state import WORKER_THREADS, ApiState, ProductData, state_of
 from marketplace.api.tokens import DEFAULT_TTL_SECONDS, TokenAuthority
 from marketplace.bootstrap import Marketplace, build
 from marketplace.config import Config
@@ -40,10 +40,6 @@ from marketplace.keys import KeyRing
 from marketplace.services.base import Clock, utc_now
 
 DEFAULT_ISSUER = "urn:shuyun:api"
-#: Worker threads for the CPU-bound part of requests (store reads, Polars). Waiting for a
-#: batch to commit holds no thread, so few are needed; more only fight over the GIL and
-#: starve the event loop.
-WORKER_THREADS = 8
 
 
 def build_state(
@@ -87,6 +83,8 @@ def create_app(state: ApiState | None = None) -> Starlette:
                 app.state.api.close()
 
     routes = [
+        # The hot path first: Starlette tries the routes in order, a regex match each.
+        Route("/v1/products/{product_id}/query", v1.query_endpoint, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/docs", docs, methods=["GET"]),
@@ -96,8 +94,8 @@ def create_app(state: ApiState | None = None) -> Starlette:
         Route("/oauth/revoke", oauth.revoke_endpoint, methods=["POST"]),
         Route("/v1/entitlements", v1.entitlements_endpoint, methods=["GET"]),
         Route("/v1/products/{product_id}", v1.product_endpoint, methods=["GET"]),
-        Route("/v1/products/{product_id}/query", v1.query_endpoint, methods=["POST"]),
         Route("/v1/usage", v1.usage_endpoint, methods=["GET"]),
+        Route("/v1/workspace/sessions", sessions.workspace_session_endpoint, methods=["POST"]),
     ]
     return Starlette(
         routes=routes,

@@ -13,13 +13,23 @@ Requests that arrive while a catch-up is in flight wait for the NEXT catch-up (o
 started after they arrived) and share it, so under load one catch-up (two small
 queries, filtered to the topics of the cached aggregates so the usage stream is skipped
 by the database) serves many requests, and an idle API does one per request.
+
+A catch-up is a *round*. Threads wait for a round with ``fresh()``; coroutines with
+``await afresh(...)``, which holds no thread while it waits and is woken, with every
+other coroutine of the round on the same event loop, by one call into that loop: under
+load that is far cheaper than waking a crowd of worker threads that then queue for the
+GIL. A coroutine that awaited ``afresh(since=t)`` hands ``t`` to ``loader(since=t)``,
+which then needs no round of its own.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -43,6 +53,29 @@ def event_topics(classes: Iterable[type[Aggregate]]) -> list[str]:
     return sorted(topics)
 
 
+class _Round:
+    """One catch-up: when it started, and who waits for it to end."""
+
+    __slots__ = ("done", "error", "started", "waiters")
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self.waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+
+def _wake(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    """On an event loop: release the coroutines that waited for a round."""
+    for future in futures:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+
 class LiveCache:
     """Aggregates of the given classes, never older than the log at a request's arrival."""
 
@@ -55,15 +88,20 @@ class LiveCache:
         self.position: int = recorder.max_notification_id() or 0
         self._items: dict[UUID, Aggregate] = {}
         self._cond = threading.Condition()
-        self._refreshing = False
+        self._round: _Round | None = None  # the catch-up in flight
         self._fresh_as_of = time.monotonic()  # start of the last completed catch-up
+        self._runner = ThreadPoolExecutor(1, thread_name_prefix="live-catch-up")
         self._own: set[int] = set()  # notification ids written by this process's usage meter
         self.catch_ups = 0
         self.selects = 0
 
-    def loader(self) -> Loader:
-        """Catch up once (for this request), then load from the cache: ``loader()(cls, id)``."""
-        self.fresh()
+    def loader(self, *, since: float | None = None) -> Loader:
+        """Catch up once (for this request), then load from the cache: ``loader()(cls, id)``.
+
+        ``since``: the request's arrival (``time.monotonic()``) if it already awaited
+        ``afresh(since=...)``; a round that started after it is then complete, and none is needed.
+        """
+        self.fresh(since)
         return self.get
 
     def get(self, cls: type[A], aggregate_id: UUID) -> A:
@@ -84,27 +122,81 @@ class LiveCache:
                 self._items[key] = loaded
         return loaded
 
-    def fresh(self) -> None:
-        """Return once a catch-up that started after this call has completed."""
-        arrived = time.monotonic()
-        with self._cond:
-            while self._fresh_as_of < arrived:
-                if self._refreshing:
-                    self._cond.wait()
-                    continue
-                self._refreshing = True
-                started = time.monotonic()
-                ok = False
-                self._cond.release()
+    def close(self) -> None:
+        self._runner.shutdown(wait=True)
+
+    def fresh(self, since: float | None = None) -> None:
+        """Return once a catch-up that started after this call (or after ``since``) has completed."""
+        arrived = time.monotonic() if since is None else since
+        while True:
+            with self._cond:
+                if self._fresh_as_of >= arrived:
+                    return
+                current = self._round
+                run = current is None
+                if current is None:
+                    current = self._round = _Round(time.monotonic())
+            if run:
+                self._run(current)
+                if current.error is not None:
+                    raise current.error
+            else:
+                # A round that started before we arrived may not show what we must see:
+                # wait for it to end, then look again (and start or join the next one).
+                current.done.wait()
+
+    async def afresh(self, *, since: float | None = None) -> None:
+        """Like ``fresh``, for a coroutine: wait without holding a thread.
+
+        A round a coroutine starts runs on the cache's own thread, never in the API's
+        worker pool: a worker blocked in ``fresh()`` on that round must not be what it
+        queues behind.
+        """
+        loop = asyncio.get_running_loop()
+        arrived = time.monotonic() if since is None else since
+        while True:
+            with self._cond:
+                if self._fresh_as_of >= arrived:
+                    return
+                current = self._round
+                run = current is None
+                if current is None:
+                    current = self._round = _Round(time.monotonic())
+                waiter: asyncio.Future[None] = loop.create_future()
+                current.waiters.append((loop, waiter))
+            if run:
                 try:
-                    self._catch_up()
-                    ok = True
-                finally:
-                    self._cond.acquire()
-                    self._refreshing = False
-                    if ok:
-                        self._fresh_as_of = max(self._fresh_as_of, started)
-                    self._cond.notify_all()
+                    self._runner.submit(self._run, current)
+                except BaseException as error:  # the cache is closed: end the round here
+                    current.error = error
+                    self._end(current, ok=False)
+            await waiter
+
+    def _run(self, current: _Round) -> None:
+        """Do one catch-up round and release everyone waiting for it (its error, if it fails)."""
+        ok = False
+        try:
+            self._catch_up()
+            ok = True
+        except BaseException as error:
+            current.error = error
+        finally:
+            self._end(current, ok=ok)
+
+    def _end(self, current: _Round, *, ok: bool) -> None:
+        with self._cond:
+            if ok:
+                self._fresh_as_of = max(self._fresh_as_of, current.started)
+            if self._round is current:
+                self._round = None
+            waiters, current.waiters = current.waiters, []
+        current.done.set()
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        for loop, future in waiters:
+            by_loop.setdefault(loop, []).append(future)
+        for loop, futures in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting any more
+                loop.call_soon_threadsafe(_wake, futures, current.error)
 
     def note_own(self, notification_ids: Iterable[int]) -> None:
         """Ids of events this process wrote that concern no cached aggregate (usage records).

@@ -115,8 +115,11 @@ def openapi_document(server_url: str = "") -> dict[str, Any]:
                 "summary": "Run a sandbox query (metered)",
                 "description": (
                     "The body is a sandbox query (JSON, never SQL). The answer is JSON, or an Arrow IPC stream "
-                    "with `Accept: application/vnd.apache.arrow.stream`. Every query, answered or refused, is "
-                    "recorded on the subscription's usage ledger before the answer is sent."
+                    "with `Accept: application/vnd.apache.arrow.stream`. Add `; codecs=\"lz4, zstd\"` to that "
+                    "media range to get the stream's buffers compressed with the first listed codec the API "
+                    "supports (the `Content-Type` then names it, e.g. `; codecs=lz4`); without it the stream is "
+                    "plain. Large results are streamed batch by batch (chunked). Every query, answered or "
+                    "refused, is recorded on the subscription's usage ledger before the answer is sent."
                 ),
                 "parameters": [_PRODUCT_PARAM, _SUBSCRIPTION_PARAM],
                 "requestBody": {"required": True, "content": {"application/json": {
@@ -148,6 +151,27 @@ def openapi_document(server_url: str = "") -> dict[str, Any]:
                     "429": _problem("Quota (`quota_exceeded`) or privacy budget (`privacy_budget_exhausted`) "
                                     "would be exceeded; `Retry-After` says when it resets"),
                     "503": _problem("Usage could not be recorded, so no result is returned"),
+                },
+            }},
+            "/v1/workspace/sessions": {"post": {
+                "summary": "Report workspace time: a workspace opened or closed, a kernel started or ended",
+                "description": (
+                    "Sent by a workspace's Jupyter server extension with the workspace's own token. The event is "
+                    "recorded on the subscription's usage ledger as `workspace_session` use, as the token's member: "
+                    "time, not a query (it consumes no query quota). `subscription` defaults to the token's first "
+                    "active one. `session` and `sequence` identify the event: a retry answers 200 with "
+                    "`counted: false`. A refused event is recorded as refused."
+                ),
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/WorkspaceEvent"}}}},
+                "responses": {
+                    "201": {"description": "Recorded", "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/WorkspaceEventRecorded"}}}},
+                    "200": {"description": "Already recorded (a retry)", "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/WorkspaceEventRecorded"}}}},
+                    "422": _problem("Malformed event (`invalid_input`, naming the `field`)"),
+                    **_AUTH_REFUSALS,
+                    "503": _problem("The event could not be recorded; retrying is safe"),
                 },
             }},
             "/v1/usage": {"get": {
@@ -231,6 +255,28 @@ def _schemas() -> dict[str, Any]:
                 "order_by": {"type": "array", "items": {"type": "object", "properties": {
                     "column": {"type": "string"}, "desc": {"type": "boolean"}}}},
                 "limit": {"type": "integer", "minimum": 1},
+            },
+        },
+        "WorkspaceEvent": {
+            "type": "object", "additionalProperties": False, "required": ["event", "session", "sequence"],
+            "properties": {
+                "event": {"enum": ["workspace_opened", "kernel_started", "kernel_ended", "workspace_closed"]},
+                "session": {"type": "string", "format": "uuid", "description": "One per workspace opening"},
+                "sequence": {"type": "integer", "minimum": 0, "description": "The event's number in the session"},
+                "subscription": {"type": "string", "format": "uuid"},
+                "kernel_id": {"type": "string", "description": "Required for kernel_started and kernel_ended"},
+                "kernel_name": {"type": "string"},
+                "seconds": {"type": "number", "minimum": 0,
+                            "description": "How long it ran; required for kernel_ended and workspace_closed"},
+                "path": {"type": "string", "description": "The workspace's folder"},
+            },
+        },
+        "WorkspaceEventRecorded": {
+            "type": "object",
+            "properties": {
+                "use_id": {"type": "string"}, "event": {"type": "string"}, "session": {"type": "string"},
+                "sequence": {"type": "integer"}, "counted": {"type": "boolean"},
+                "subscription_id": {"type": "string"},
             },
         },
         "QueryResult": {

@@ -6,12 +6,21 @@ member still in the unit, subscription active and in the token's scope, product 
 subscription's). A query is metered before its answer leaves, granted or refused
 (art. 8, 23): an authentic token's refusal is recorded on the ledger of the subscription
 it tried to use; a tampered token's on the stored client it names.
+
+A query's path, which sets the API's throughput (issue 4): on the event loop, wait
+(holding no thread) for the live cache to catch up past the request's arrival; in a
+worker thread, verify, authorise, validate and execute (``prepare_query``) and hand the
+use to the group-commit meter; back on the event loop, once the use is stored, send the
+answer. Two cross-thread hand-offs per query, each shared with every other query of the
+same catch-up round or meter batch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +41,8 @@ from marketplace.api.dpop import InvalidDPoPProof
 from marketplace.api.metering import Metered, MeteringUnavailable, Use
 from marketplace.api.state import ApiState, parse_uuid, state_of
 from marketplace.api.tokens import InvalidToken, TokenClaims, TokenExpired, unverified_client_id
+from marketplace.sandbox.cache import Lru
+from marketplace.sandbox.query import PARSE_CACHE_TEXT
 from marketplace.services.credentials import Access, Loader
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -59,9 +70,14 @@ async def product_endpoint(request: Request) -> Response:
 async def query_endpoint(request: Request) -> Response:
     state = state_of(request)
     body = await request.body()
+    scope = request.scope
+    # What ``request.url.path`` and ``request.query_params`` give, without building the whole
+    # URL or parsing an empty query string: this endpoint is the API's hot path.
+    path = scope["path"].replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
+    subscription = request.query_params.get("subscription") if scope.get("query_string") else None
     return await answer_query(
         state, presented(request), request.path_params["product_id"],
-        request.query_params.get("subscription"), body, request.headers.get("accept", ""), request.url.path,
+        subscription, body, request.headers.get("accept", ""), path,
     )
 
 
@@ -74,15 +90,66 @@ async def answer_query(
     accept: str,
     path: str,
 ) -> Response:
-    """The query runs in a worker thread; the wait for its batch to commit holds no thread."""
-    prepared = await state.run(prepare_query, state, credentials, product_id, subscription, body, accept, path)
-    if prepared.use is None:
-        return prepared.answer
+    """The query runs in a worker thread, which hands its use to the meter; the wait for the
+    batch to commit holds no thread, and the event loop is woken once, with the answer.
+
+    (One wake-up rather than two: the worker does not report back to the loop before the
+    meter does. The loop's cross-thread wake-ups were a good part of a request's cost.)
+    """
+    arrived = time.monotonic()
+    await state.live.afresh(since=arrived)  # the live checks will see all committed before now
+    loop = asyncio.get_running_loop()
+    answered: asyncio.Future[Response] = loop.create_future()
+    context = contextvars.copy_context()
+    state.executor.submit(
+        context.run, _answer_in_worker, state, loop, answered, arrived,
+        credentials, product_id, subscription, body, accept, path,
+    )
+    return await answered
+
+
+def _answer_in_worker(
+    state: ApiState,
+    loop: asyncio.AbstractEventLoop,
+    answered: asyncio.Future[Response],
+    arrived: float,
+    credentials: Presented,
+    product_id: str,
+    subscription: str | None,
+    body: bytes,
+    accept: str,
+    path: str,
+) -> None:
+    """``prepare_query`` in a worker thread; then the meter, or the loop directly, settles ``answered``."""
     try:
-        outcome: Metered | BaseException = await asyncio.wrap_future(state.meter.submit(prepared.use))
-    except Exception as error:  # finish_query decides the answer
-        outcome = error
-    return finish_query(prepared, outcome)
+        prepared = prepare_query(state, credentials, product_id, subscription, body, accept, path, arrived=arrived)
+    except BaseException as error:
+        loop.call_soon_threadsafe(_settle, answered, error)
+        return
+    if prepared.use is None:
+        loop.call_soon_threadsafe(_settle, answered, prepared.answer)
+        return
+
+    def metered(outcome: Metered | BaseException) -> None:  # on the loop, once the use is stored
+        try:
+            answer: Response | BaseException = finish_query(prepared, outcome)
+        except Exception as error:
+            answer = error
+        _settle(answered, answer)
+
+    try:
+        state.meter.submit_to(prepared.use, loop, metered)
+    except Exception as error:  # finish_query decides the answer (the meter is closed)
+        loop.call_soon_threadsafe(metered, error)
+
+
+def _settle(answered: asyncio.Future[Response], outcome: Response | BaseException) -> None:
+    if answered.done():  # the request gave up waiting (its use is metered all the same)
+        return
+    if isinstance(outcome, BaseException):
+        answered.set_exception(outcome)
+    else:
+        answered.set_result(outcome)
 
 
 async def usage_endpoint(request: Request) -> Response:
@@ -203,8 +270,14 @@ def prepare_query(
     body: bytes,
     accept: str,
     path: str,
+    *,
+    arrived: float | None = None,
 ) -> PreparedQuery:
-    """Everything but the metering: the CPU-bound part, run in a worker thread."""
+    """Everything but the metering: the CPU-bound part, run in a worker thread.
+
+    ``arrived``: when the request arrived (``time.monotonic()``), if the caller already
+    awaited ``state.live.afresh(since=arrived)``; else the live cache catches up here.
+    """
     now = state.clock()
     use_id = str(uuid4())
     query_obj = _query_object(body)
@@ -216,8 +289,9 @@ def prepare_query(
             raise InvalidInput("query", f"is {len(body)} bytes; at most {MAX_QUERY_BYTES}")
         claims = verified_token(state, credentials)
         check_binding(state, credentials, claims)
-        product_key = _path_uuid("product_id", product_id)
-        load = state.live.loader()
+        if product_key is None:
+            product_key = _path_uuid("product_id", product_id)  # raises: not an id
+        load = state.live.loader(since=arrived)
         access = authorise(state, claims, product_key, subscription, now, load)
         product = load(DataProduct, product_key)
         outcome = queries.execute(state, product, access.subscription, body)
@@ -238,7 +312,7 @@ def prepare_query(
     if outcome.suppressed_groups is not None:  # under differential privacy even that count is not released
         headers["X-Shuyun-Suppressed-Groups"] = str(outcome.suppressed_groups)
     if ARROW_STREAM in accept:
-        answer = Response(queries.arrow_stream(outcome.frame), 200, headers, ARROW_STREAM)
+        answer = queries.arrow_response(outcome.frame, accept, headers)
     else:
         body_out = {"columns": outcome.frame.columns, "rows": outcome.frame.rows(), "meta": outcome.meta()}
         answer = json_response(body_out, headers)
@@ -262,7 +336,12 @@ def finish_query(prepared: PreparedQuery, outcome: Metered | BaseException) -> R
         unavailable = MeteringUnavailable("the refusal could not be metered, so it is not answered; try again")
         return problems.from_error(unavailable, instance=prepared.path, now=prepared.now)
     if isinstance(outcome, Metered):
-        prepared.answer.headers.update(remaining_headers(outcome.remaining))
+        # Appended as raw headers: none of these names is set yet, and ``MutableHeaders``
+        # would scan every header for each of them.
+        prepared.answer.raw_headers.extend(
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in remaining_headers(outcome.remaining).items()
+        )
         return prepared.answer
     if isinstance(outcome, DomainError):  # refused by the ledger (quota, budget, scope): recorded, no result
         return problems.from_error(outcome, instance=prepared.path, now=prepared.now)
@@ -334,8 +413,10 @@ class Presented:
 
 
 def presented(request: Request) -> Presented:
-    return Presented(request.headers.get("authorization"), request.headers.get("dpop"), request.method,
-                     str(request.url))
+    headers = request.headers
+    dpop = headers.get("dpop")
+    # The URL is only checked against a DPoP proof; rebuilding it costs more than the rest.
+    return Presented(headers.get("authorization"), dpop, request.method, str(request.url) if dpop else "")
 
 
 def verified(state: ApiState, credentials: Presented) -> TokenClaims:
@@ -527,8 +608,28 @@ def json_response(body: Any, headers: Mapping[str, str] | None = None, status: i
     return Response(text, status, dict(headers or {}), "application/json")
 
 
+#: Recorded forms of recent query bodies (``_query_object``), by the exact bytes.
+_RECORDED: Lru[bytes, dict[str, Any]] = Lru(1024)
+
+
 def _query_object(body: bytes) -> dict[str, Any]:
-    """The query as it will be recorded: the JSON object sent, or a note of what was sent instead."""
+    """The query as it will be recorded: the JSON object sent, or a note of what was sent instead.
+
+    Remembered by the body's exact bytes (a client repeats its queries); the dict is only
+    ever read (the ledger records its canonical JSON), never modified.
+    """
+    cacheable = len(body) <= PARSE_CACHE_TEXT
+    if cacheable:
+        found = _RECORDED.get(body)
+        if found is not None:
+            return found
+    recorded = _record_form(body)
+    if cacheable:
+        _RECORDED.put(body, recorded)
+    return recorded
+
+
+def _record_form(body: bytes) -> dict[str, Any]:
     try:
         data = json.loads(body[:MAX_QUERY_BYTES], parse_constant=lambda name: name)
     except (ValueError, RecursionError):

@@ -110,6 +110,19 @@ class ServiceUnavailable(ShuyunError):
     """The platform could not answer (e.g. metering unavailable); retrying later is safe."""
 
 
+class ResultUnreadable(ShuyunError):
+    """A granted result did not arrive whole: the stream was cut (``result_truncated``) or is not
+    valid Arrow (``result_corrupt``).
+
+    The query WAS metered (``use_id`` names the use on the ledger), so running it again
+    counts again; nothing partial is ever returned in place of the result.
+    """
+
+    def __init__(self, detail: str, *, use_id: str = "", **kw: Any) -> None:
+        super().__init__(detail, **kw)
+        self.use_id = use_id
+
+
 _AUTH = {"invalid_client", "invalid_token", "token_expired", "token_revoked", "client_revoked", "member_removed",
          "unauthorized_client", "permission_denied", "invalid_request"}
 _NOT_ENTITLED = {"scope_not_allowed", "out_of_scope", "not_found"}
@@ -190,6 +203,7 @@ __all__ = [
     "PrivacyBudgetExhausted",
     "ProductUnavailable",
     "QuotaExceeded",
+    "ResultUnreadable",
     "ServiceUnavailable",
     "ShuyunError",
     "SubscriptionExpired",

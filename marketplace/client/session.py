@@ -8,7 +8,6 @@ notebook left open over lunch keeps working. Every refusal becomes a specific ex
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import threading
@@ -22,12 +21,18 @@ from uuid import UUID
 import httpx
 import polars as pl
 
+from marketplace.client.arrow import ACCEPT_ARROW, is_arrow, read_frame
 from marketplace.client.config import WorkspaceConfig, load_config
 from marketplace.client.display import Entitlements, ProductInfo, Usage, _table
-from marketplace.client.errors import NotEntitled, ShuyunError, SubscriptionInactive, from_problem
+from marketplace.client.errors import (
+    NotEntitled,
+    ResultUnreadable,
+    ShuyunError,
+    SubscriptionInactive,
+    from_problem,
+)
 from marketplace.client.query import QueryBuilder
 
-ARROW_STREAM = "application/vnd.apache.arrow.stream"
 #: refresh this many seconds before the token's expiry, so a request never races it
 REFRESH_MARGIN = 30.0
 
@@ -148,20 +153,33 @@ class Client:
     # -- requests ---------------------------------------------------------------------------------
     def request(
         self, method: str, path: str, *, params: Mapping[str, str] | None = None, content: bytes | None = None,
-        accept: str = "application/json", product: str | None = None,
+        accept: str = "application/json", product: str | None = None, stream: bool = False,
     ) -> httpx.Response:
-        """One authorised request; a ``token_expired`` answer is retried once with a fresh token."""
+        """One authorised request; a ``token_expired`` answer is retried once with a fresh token.
+
+        With ``stream=True`` a successful response comes back with its body unread (read it
+        with ``iter_bytes``/``read`` and ``close`` it); refusals are read and raised as usual.
+        """
         for attempt in (0, 1):
             headers = {"Authorization": f"Bearer {self.token(force=attempt == 1)}", "Accept": accept}
             if content is not None:
                 headers["Content-Type"] = "application/json"
             try:
-                response = self._http.request(method, path, params=params, content=content, headers=headers)
+                request = self._http.build_request(method, path, params=params, content=content, headers=headers)
+                response = self._http.send(request, stream=stream)
             except httpx.HTTPError as error:
                 raise ShuyunError(f"cannot reach the marketplace API at {self.config.api_url}: {error}",
                                   code="unreachable") from None
             if response.status_code < 400:
                 return response
+            if stream:
+                try:
+                    response.read()
+                except httpx.HTTPError as error:
+                    raise ShuyunError(f"the API's refusal could not be read: {error}", code="unreachable",
+                                      status=response.status_code) from None
+                finally:
+                    response.close()
             body = _json(response)
             if attempt == 0 and response.status_code == 401 and body.get("code") == "token_expired":
                 continue
@@ -216,18 +234,51 @@ class Client:
     def run_query(
         self, product_id: str, query: Mapping[str, Any], *, subscription_id: str | None = None
     ) -> QueryResult:
+        """Send a sandbox query; the result is decoded from the Arrow stream as it arrives.
+
+        The SDK asks for LZ4-compressed IPC buffers (a third of the bytes on the wire for
+        typical results); an API that ignores the request sends a plain stream, read the same way.
+        """
         body = json.dumps(query, ensure_ascii=False, allow_nan=False).encode()
         params = {"subscription": subscription_id} if subscription_id else None
         response = self.request("POST", f"/v1/products/{product_id}/query", params=params, content=body,
-                                accept=ARROW_STREAM, product=product_id)
-        if response.headers.get("content-type", "").startswith(ARROW_STREAM):
-            frame = pl.read_ipc_stream(io.BytesIO(response.content))
-        else:
-            data = response.json()
-            frame = pl.DataFrame(data["rows"], schema=data["columns"], orient="row")
-        result = QueryResult(frame, QueryMeta.from_headers(response.headers), dict(query))
+                                accept=ACCEPT_ARROW, product=product_id, stream=True)
+        try:
+            meta = QueryMeta.from_headers(response.headers)
+            if is_arrow(response.headers.get("content-type", "")):
+                expected = meta.rows_out if "x-shuyun-rows-out" in response.headers else None
+                frame = read_frame(response.iter_bytes(), expected_rows=expected, use_id=meta.use_id)
+            else:
+                response.read()
+                data = response.json()
+                frame = pl.DataFrame(data["rows"], schema=data["columns"], orient="row")
+        except httpx.HTTPError as error:  # a JSON body cut short (Arrow bodies raise ResultUnreadable themselves)
+            raise ResultUnreadable(f"the result could not be read: {error}; the query was metered, running it "
+                                   "again counts again", code="result_truncated", use_id=meta.use_id) from None
+        finally:
+            response.close()
+        result = QueryResult(frame, meta, dict(query))
         self.last_result = result
         return result
+
+    def record_workspace_event(
+        self, event: str, *, session: str, sequence: int, subscription: str | None = None,
+        kernel_id: str | None = None, kernel_name: str | None = None, seconds: float | None = None,
+        path: str | None = None,
+    ) -> dict[str, Any]:
+        """Report workspace time (``POST /v1/workspace/sessions``): opened, kernel started/ended, closed.
+
+        What the workspace's Jupyter server extension calls; it is recorded on the unit's
+        ledger as the member's ``workspace_session`` use (time, not a query). ``session`` and
+        ``sequence`` identify the event, so resending it after a failure is safe.
+        """
+        payload: dict[str, Any] = {"event": event, "session": session, "sequence": sequence}
+        optional = {"subscription": subscription, "kernel_id": kernel_id, "kernel_name": kernel_name,
+                    "seconds": seconds, "path": path}
+        payload.update({k: v for k, v in optional.items() if v is not None})
+        body = json.dumps(payload, ensure_ascii=False, allow_nan=False).encode()
+        data: dict[str, Any] = self.request("POST", "/v1/workspace/sessions", content=body).json()
+        return data
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def close(self) -> None:

@@ -31,6 +31,7 @@ from enum import Enum
 from typing import Any
 
 from domain.errors import DomainError, InvalidInput
+from marketplace.sandbox.cache import Lru
 from marketplace.sandbox.privacy import (
     Measure,
     dp_threshold,
@@ -353,8 +354,25 @@ class ValidatedQuery:
         return min(self.query.limit or self.policy.max_rows, self.policy.max_rows)
 
 
+#: Validations by the identity of the query and policy objects (both immutable; the
+#: entry holds them, so their ids cannot be reused while it lives). The API's policies
+#: are kept per product version and its parsed queries per text, so a repeated query
+#: finds its validation here.
+_VALIDATED: Lru[tuple[int, int], tuple[Query, Policy, ValidatedQuery]] = Lru(1024)
+
+
 def validate(query: Query, policy: Policy) -> ValidatedQuery:
     """Check ``query`` against ``policy``; raise ``PolicyViolation`` naming the rule and column."""
+    key = (id(query), id(policy))
+    found = _VALIDATED.get(key)
+    if found is not None and found[0] is query and found[1] is policy:
+        return found[2]
+    validated = _validate(query, policy)
+    _VALIDATED.put(key, (query, policy, validated))
+    return validated
+
+
+def _validate(query: Query, policy: Policy) -> ValidatedQuery:
     if query.mode is Mode.ROWS and not policy.row_level:
         raise PolicyViolation(
             "row_level_not_allowed", "",

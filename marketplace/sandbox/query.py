@@ -24,6 +24,7 @@ from enum import Enum
 from typing import Any
 
 from domain.errors import InvalidInput
+from marketplace.sandbox.cache import Lru
 
 #: a JSON scalar a filter may compare with
 Scalar = str | int | float | bool
@@ -147,13 +148,28 @@ def canonical_json(data: object) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+#: Texts up to this length are remembered with their parsed query (``_PARSED``).
+PARSE_CACHE_TEXT = 4096
+#: Queries parsed from JSON, by their exact text (a ``Query`` is immutable, so one can be
+#: shared); the key is the text itself, so only the very same characters hit.
+_PARSED: Lru[str | bytes, Query] = Lru(1024)
+
+
 def parse_json(text: str | bytes) -> Query:
     """Parse a query sent as JSON text; malformed JSON is a ``QueryError`` too."""
+    cacheable = isinstance(text, str | bytes) and len(text) <= PARSE_CACHE_TEXT
+    if cacheable:
+        found = _PARSED.get(text)
+        if found is not None:
+            return found
     try:
         data = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         raise QueryError("query", f"is not valid JSON ({exc})") from None
-    return parse(data)
+    query = parse(data)
+    if cacheable:
+        _PARSED.put(text, query)
+    return query
 
 
 def _reject_constant(name: str) -> object:

@@ -34,14 +34,19 @@ import hmac
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import polars as pl
+
+from marketplace.sandbox.cache import Lru
 
 #: significant digits of marked floats; the mark is the last digit's parity
 MARK_DIGITS = 12
 _LOW = 10 ** (MARK_DIGITS - 1)
 _HIGH = 10**MARK_DIGITS
+#: below this, scaling to 12 digits needs a power of ten no float can hold (subnormal numbers)
+_TINY = 1e-290
 #: integral floats below this are also read as integers (a JSON tool may turn 41 into 41.0)
 _SAFE_INT = 2**53
 #: observations used by ``trace`` at most (chosen by hash of the label, independent of any key)
@@ -49,11 +54,13 @@ MAX_OBSERVATIONS = 4096
 DEFAULT_ALPHA = 1e-6
 
 
+@lru_cache(maxsize=4096)
 def mark_key(secret: bytes, subscription_id: str) -> bytes:
     """The subscription's marking key (derived, so one platform secret serves all)."""
     return hmac.digest(secret, f"shuyun/watermark\x00{subscription_id}".encode(), hashlib.sha256)
 
 
+@lru_cache(maxsize=4096)
 def watermark_id(secret: bytes, subscription_id: str) -> str:
     """A short public name of the mark, safe to record in usage events and headers."""
     return hmac.digest(mark_key(secret, subscription_id), b"id", hashlib.sha256).hex()[:16]
@@ -85,10 +92,13 @@ def _scaled(magnitude: float, s: int) -> int:
 
 
 def float_parts(value: float) -> tuple[int, int] | None:
-    """``(s, n)`` with value ~= n * 10**s and 10**11 <= |n| < 10**12, or None (0, nan, inf)."""
+    """``(s, n)`` with value ~= n * 10**s and 10**11 <= |n| < 10**12, or None (0, nan, inf, and
+    magnitudes below ``_TINY``, whose scale 10**-s is beyond a float: they stay unmarked)."""
     if value == 0 or not math.isfinite(value):
         return None
     magnitude = abs(value)
+    if magnitude < _TINY:
+        return None
     s = math.floor(math.log10(magnitude)) - (MARK_DIGITS - 1)
     for _ in range(4):
         n = _scaled(magnitude, s)
@@ -128,12 +138,39 @@ def mark_float(value: float, key: bytes) -> float:
 # --- frames ------------------------------------------------------------------------------
 
 
+#: Marks already computed, by (key, kind, value): a value is marked the same way every time,
+#: and the same results are released again and again (a repeated query, a cached grouping),
+#: so a mark costs a dictionary lookup instead of an HMAC and two decimal decompositions.
+#: The kind keeps integers and floats apart (``3 == 3.0``, but they are marked differently),
+#: and only non-zero finite floats are kept, where equality is identity of the value
+#: (``0.0 == -0.0`` is not).
+_MARKS: Lru[tuple[bytes, str, int | float], int | float] = Lru(16_384)
+
+
+def _mark_int_memo(value: int, key: bytes) -> int:
+    found = _MARKS.get((key, "i", value))
+    if found is None:
+        found = mark_int(value, key)
+        _MARKS.put((key, "i", value), found)
+    return int(found)
+
+
+def _mark_float_memo(value: float, key: bytes) -> float:
+    if value == 0 or not math.isfinite(value):
+        return mark_float(value, key)
+    found = _MARKS.get((key, "f", value))
+    if found is None:
+        found = mark_float(value, key)
+        _MARKS.put((key, "f", value), found)
+    return float(found)
+
+
 def mark_series(series: pl.Series, key: bytes) -> pl.Series:
     """Mark every value of an integer or float column (nulls stay null)."""
     dtype = series.dtype
     if dtype.is_integer():
         marked_values: list[int | float | None] = [
-            None if v is None else mark_int(int(v), key) for v in series.to_list()
+            None if v is None else _mark_int_memo(int(v), key) for v in series.to_list()
         ]
         return pl.Series(series.name, marked_values, dtype=pl.Int64)
     if dtype.is_float():
@@ -144,7 +181,7 @@ def mark_series(series: pl.Series, key: bytes) -> pl.Series:
                 out.append(None)
                 continue
             if v not in cache:
-                cache[v] = mark_float(float(v), key)
+                cache[v] = _mark_float_memo(float(v), key)
             out.append(cache[v])
         return pl.Series(series.name, out, dtype=pl.Float64)
     raise TypeError(f"cannot mark a column of type {dtype}")
@@ -152,10 +189,11 @@ def mark_series(series: pl.Series, key: bytes) -> pl.Series:
 
 def mark_frame(frame: pl.DataFrame, key: bytes, columns: Iterable[str]) -> pl.DataFrame:
     """Mark the named numeric columns of ``frame``."""
-    names = list(columns)
+    names = set(columns)
     if not names:
         return frame
-    return frame.with_columns([mark_series(frame[name], key) for name in names])
+    # Column by column: ``with_columns`` would plan and collect a query for a few values.
+    return pl.DataFrame([mark_series(s, key) if s.name in names else s for s in frame.iter_columns()])
 
 
 # --- tracing -----------------------------------------------------------------------------

@@ -12,7 +12,9 @@ from datetime import date
 from pathlib import Path
 from uuid import UUID
 
+import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -29,6 +31,7 @@ from marketplace.client import (  # noqa: E402
     WorkspaceConfig,
     connect,
 )
+from marketplace.client.arrow import ACCEPT_ARROW, ARROW_STREAM  # noqa: E402
 from marketplace.client.config import write_config, write_secret  # noqa: E402
 from tests.api import conftest as api_conftest  # noqa: E402
 from tests.api.conftest import World, tenant  # noqa: E402
@@ -118,3 +121,22 @@ def test_art23_wrong_secret_or_revoked_client_fails_authentication(world: World,
     world.mp.credentials.revoke_client(t.unit.admin, t.client[0], reason="analyst left")
     with pytest.raises(AuthenticationFailed):
         sy.entitlements()
+
+
+def test_art23_compressed_and_plain_streams_of_the_real_api_carry_the_same_frame(world: World, tmp_path: Path) -> None:
+    """The SDK gets LZ4 buffers; a client that does not ask (an old SDK, curl) still gets a plain stream."""
+    sy = sdk(world, world.client_a, tmp_path)
+    frame = sy.query(str(world.open2)).select("district", "consumption_m3").collect()
+    assert frame.height == world.raw.height and sy.last_result is not None
+    assert sy.last_result.meta.rows_out == frame.height
+    query = {"mode": "rows", "columns": ["district", "consumption_m3"]}
+    token = world.token()
+    with world.http() as http:
+        old, new = (http.post(f"/v1/products/{world.open2}/query", json=query,
+                              headers={"Authorization": f"Bearer {token}", "Accept": accept})
+                    for accept in (ARROW_STREAM, ACCEPT_ARROW))
+    assert old.status_code == new.status_code == 200, old.text + new.text
+    assert old.headers["content-type"] == ARROW_STREAM
+    assert new.headers["content-type"] == f"{ARROW_STREAM}; codecs=lz4"
+    assert_frame_equal(pl.read_ipc_stream(old.content), frame)
+    assert_frame_equal(pl.read_ipc_stream(new.content), frame)

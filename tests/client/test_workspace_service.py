@@ -1,9 +1,9 @@
-"""The launcher's preparation and the session recorder against a real store (SQLite and PostgreSQL).
+"""The launcher's preparation against a real store (SQLite and PostgreSQL).
 
 No JupyterLab here (tests/e2e/test_workspace.py starts one): this checks what the
 launcher decides — which member, which subscriptions, where the secret goes, what a
-refusal leaves behind — and that the recorder meters sessions as the member and never
-lets a refused record break the workspace.
+refusal leaves behind, and that the store's settings reach neither the Jupyter server nor
+its kernels. The session recorder reports through the API: tests/client/test_workspace_sessions.py.
 """
 
 from __future__ import annotations
@@ -12,11 +12,9 @@ import json
 import stat
 import sys
 from pathlib import Path
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -25,10 +23,8 @@ if str(ROOT) not in sys.path:
 from domain.credentials import ApiClient  # noqa: E402
 from domain.errors import InvalidInput, NotFound  # noqa: E402
 from domain.parties import UnitNotQualified  # noqa: E402
-from domain.usage import UsageKind, UsageLedger, period_of  # noqa: E402
 from marketplace.bootstrap import Marketplace  # noqa: E402
 from marketplace.client import load_config  # noqa: E402
-from marketplace.jupyter_ext import SessionRecorder  # noqa: E402
 from marketplace.workspace import (  # noqa: E402
     NoActiveSubscription,
     copy_template,
@@ -131,8 +127,8 @@ def test_relaunch_revokes_the_previous_client(marketplace: Marketplace, template
     assert marketplace.credentials.get(ApiClient, second.client_id).is_active
 
 
-def test_store_settings_reach_the_server_config_not_the_kernels(marketplace: Marketplace, template: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_store_settings_reach_neither_the_server_config_nor_the_kernels(marketplace: Marketplace, template: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     _, unit, subscription = world(marketplace)
     ws = prepare_workspace(marketplace, unit=str(unit.id), api_url=API, template=template)
     monkeypatch.setenv("SHUYUN_DATA_DIR", "/secret/store")
@@ -140,86 +136,8 @@ def test_store_settings_reach_the_server_config_not_the_kernels(marketplace: Mar
     env = lab_environment(ws)
     assert "SHUYUN_DATA_DIR" not in env and "SHUYUN_DATABASE_URL" not in env
     assert env["SHUYUN_WORKSPACE_CONFIG"] == str(ws.config_file)
-    settings = server_config(ws, marketplace.config, metering_subscription=subscription)
-    assert settings["ShuyunWorkspace"]["subscription_id"] == str(subscription)  # type: ignore[index]
+    settings = server_config(ws, metering_subscription=subscription)
+    # only where the member's API credentials are: no data_dir, no database_url
+    assert settings["ShuyunWorkspace"] == {"config_file": str(ws.config_file), "subscription_id": str(subscription),
+                                           "workspace": str(ws.root)}
     assert json.dumps(settings)
-
-
-# -- the session recorder ------------------------------------------------------------------------
-
-
-def session_uses(mp: Marketplace, subscription: object) -> list[dict[str, object]]:
-    ledger_id = UsageLedger.create_id(subscription, period_of(mp.usage.clock()))  # type: ignore[arg-type]
-    if not mp.usage.exists(ledger_id):
-        return []
-    return [json.loads(e.query) | {"user": e.user_id} for e in mp.app.events.get(ledger_id)  # type: ignore[attr-defined]
-            if type(e).__name__ == "UseRecorded" and e.kind is UsageKind.WORKSPACE_SESSION]  # type: ignore[attr-defined]
-
-
-class Ticks:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        self.now += 1.5
-        return self.now
-
-
-def test_art23_recorder_meters_open_kernels_and_close_as_the_member(marketplace: Marketplace) -> None:
-    _, unit, subscription = world(marketplace)
-    recorder = SessionRecorder(marketplace, unit_id=unit.id, member=unit.analyst.user_id,
-                               subscription_id=subscription, workspace="/ws", clock=Ticks())
-    recorder.opened()
-    recorder.kernel_started("k1", "python3")
-    recorder.kernel_started("k2", "python3")
-    recorder.kernel_ended("k1")
-    recorder.kernel_ended("unknown")  # never started here: nothing to record
-    recorder.closed()  # ends k2 first
-    uses = session_uses(marketplace, subscription)
-    assert [u["workspace"] for u in uses] == ["workspace_opened", "kernel_started", "kernel_started",
-                                              "kernel_ended", "kernel_ended", "workspace_closed"]
-    assert [u.get("kernel_id") for u in uses[3:5]] == ["k1", "k2"]
-    assert all(u["user"] == unit.analyst.user_id for u in uses)
-    assert uses[-1]["seconds"] > 0 and uses[3]["seconds"] > 0  # type: ignore[operator]
-    recorder.closed()  # closing twice records nothing more
-    assert len(session_uses(marketplace, subscription)) == 6
-
-
-def test_art34_refused_record_is_logged_not_raised(marketplace: Marketplace, caplog: pytest.LogCaptureFixture) -> None:
-    people, unit, subscription = world(marketplace)
-    marketplace.licensing.suspend_subscription(people.admin, subscription, reason="suspected resale")
-    recorder = SessionRecorder(marketplace, unit_id=unit.id, member=unit.analyst.user_id,
-                               subscription_id=subscription, workspace="/ws")
-    assert recorder.record("workspace_opened") is False
-    assert "subscription_not_active" in caplog.text
-    assert recorder.record("kernel_started") is False
-    assert not session_uses(marketplace, subscription)
-
-
-@given(events=st.lists(st.tuples(st.sampled_from(["start", "end"]), st.sampled_from(["a", "b", "c"])), max_size=12))
-def test_recorder_never_ends_a_kernel_it_did_not_start_nor_twice(events: list[tuple[str, str]]) -> None:
-    """Property (no store): the recorded sequence pairs every end with an earlier start of that kernel."""
-    recorded: list[tuple[str, str]] = []
-
-    class Fake(SessionRecorder):
-        def record(self, what: str, **details: object) -> bool:
-            recorded.append((what, str(details.get("kernel_id", ""))))
-            return True
-
-    recorder = Fake(None, unit_id=uuid4(), member="m", subscription_id=uuid4(), workspace="")  # type: ignore[arg-type]
-    recorder.opened()
-    for action, kernel in events:
-        if action == "start" and kernel not in recorder.kernels:
-            recorder.kernel_started(kernel)
-        elif action == "end":
-            recorder.kernel_ended(kernel)
-    recorder.closed()
-    running: set[str] = set()
-    for what, kernel in recorded:
-        if what == "kernel_started":
-            assert kernel not in running
-            running.add(kernel)
-        elif what == "kernel_ended":
-            assert kernel in running
-            running.remove(kernel)
-    assert not running and recorded[0][0] == "workspace_opened" and recorded[-1][0] == "workspace_closed"

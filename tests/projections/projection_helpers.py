@@ -8,7 +8,10 @@ directory on ``PYTHONPATH``).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +20,41 @@ from polars.testing import assert_frame_equal
 
 from domain.identity import Actor, Role
 from domain.parties import ApplicationUnit, UnitKind, credit_code_check_char
+from marketplace.bootstrap import Marketplace, build
 from marketplace.config import Config
+from marketplace.demo.seed import SimulatedClock as Clock
 from projections.audit import AuditProjection
 from projections.base import INT, TEXT, Delete, Increment, Op, Projection, Recorded, Table, Update, Upsert
 from projections.runner import Runner
+from tests.scenario import Staff, staff
+
+
+@dataclass
+class World:
+    """A marketplace on a simulated clock, its staff, and a runner of every read model."""
+
+    mp: Marketplace
+    runner: Runner
+    clock: Clock
+    people: Staff
+    config: Config
+
+    def caught_up(self) -> Runner:
+        self.runner.catch_up()
+        return self.runner
+
+
+@contextmanager
+def open_world(config: Config, start: datetime, *, batch_size: int) -> Iterator[World]:
+    clock = Clock(start)
+    mp = build(config, clock=clock)
+    runner = Runner.open(config, app=mp.app, batch_size=batch_size)
+    try:
+        yield World(mp, runner, clock, staff(mp), config)
+    finally:
+        runner.close()
+        mp.close()
+
 
 #: The ``open_runner`` fixture: ``open_runner(projections, app=..., batch_size=...)``.
 OpenRunner = Callable[..., Runner]

@@ -13,7 +13,6 @@ tables the incremental catch-up built.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -21,6 +20,7 @@ from uuid import UUID
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
+from projection_helpers import World, open_world
 
 from domain.catalog import Provider
 from domain.credentials import ApiClient
@@ -40,54 +40,22 @@ from projections.registry import all_projections
 from projections.runner import Runner
 from streamlit_app.ui.reads import Persona, ReadSide
 from tests.scenario import (
-    Staff,
     Unit,
     active_subscription,
     approved_application,
     listed_product,
     provider,
     qualified_unit,
-    staff,
 )
 
 T0 = datetime(2025, 4, 7, 2, 0, tzinfo=UTC)
 MINE = ("demand", "credentials", "units")
 
 
-class Clock:
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
-@dataclass
-class World:
-    mp: Marketplace
-    runner: Runner
-    clock: Clock
-    people: Staff
-    config: Config
-
-    def caught_up(self) -> Runner:
-        self.runner.catch_up()
-        return self.runner
-
-
 @pytest.fixture
 def world(config: Config) -> Iterator[World]:
-    clock = Clock(T0)
-    mp = build(config, clock=clock)
-    runner = Runner.open(config, app=mp.app, batch_size=7)
-    try:
-        yield World(mp, runner, clock, staff(mp), config)
-    finally:
-        runner.close()
-        mp.close()
+    with open_world(config, T0, batch_size=7) as w:
+        yield w
 
 
 def other_unit(w: World, n: int) -> Unit:

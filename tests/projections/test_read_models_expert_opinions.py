@@ -10,11 +10,12 @@ catch-up built.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from polars.testing import assert_frame_equal
+from projection_helpers import Clock
 
 from domain.products import DataProduct
 from marketplace.bootstrap import Marketplace, build
@@ -29,17 +30,6 @@ from tests.scenario import Staff, approved_product, built_product, listed_produc
 
 T0 = datetime(2025, 4, 7, 2, 0, tzinfo=UTC)
 MINE = ("catalog",)
-
-
-class Clock:
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -22,17 +21,15 @@ from uuid import UUID
 
 import polars as pl
 import pytest
-from projection_helpers import subprocess_env
+from projection_helpers import World, open_world, subprocess_env
 
 from domain.errors import DomainError
 from domain.identity import Actor, Role
 from domain.products import DataProduct
-from marketplace.bootstrap import Marketplace, build
 from marketplace.config import Config
 from projections import views
-from projections.runner import Runner, wait_for_position
+from projections.runner import wait_for_position
 from tests.scenario import (
-    Staff,
     Unit,
     active_subscription,
     approved_application,
@@ -44,46 +41,15 @@ from tests.scenario import (
     provider,
     provider_clerk,
     qualified_unit,
-    staff,
 )
 
 T0 = datetime(2025, 1, 20, 2, 0, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
-@dataclass
-class World:
-    mp: Marketplace
-    runner: Runner
-    clock: Clock
-    people: Staff
-    config: Config
-
-    def caught_up(self) -> Runner:
-        self.runner.catch_up()
-        return self.runner
-
-
 @pytest.fixture
 def world(config: Config) -> Iterator[World]:
-    clock = Clock(T0)
-    mp = build(config, clock=clock)
-    runner = Runner.open(config, app=mp.app, batch_size=50)
-    try:
-        yield World(mp, runner, clock, staff(mp), config)
-    finally:
-        runner.close()
-        mp.close()
+    with open_world(config, T0, batch_size=50) as w:
+        yield w
 
 
 def tiered_plan(first: str = "10.00", rest: str = "5.00", plan_id: str = "tiered") -> dict[str, Any]:

@@ -286,10 +286,12 @@ class ReadSide:
     def audit(
         self, *, user: str = "", aggregate_type: str = "", event: str = "", limit: int = 500
     ) -> pl.DataFrame:
-        """The audit trail read model, newest first, filtered; the stored attributes only as their summary."""
+        """The audit trail read model, newest first, filtered: who, when, what, and the summary of what changed
+        before the ids a reader needs less often."""
         frame = views.audit(self.db, user_id=user or None, aggregate_type=aggregate_type or None,
                             event_name=event or None, limit=limit)
-        return frame.drop("attributes")
+        return frame.select("timestamp", "actor_user_id", "actor_role", "aggregate_type", "event_name", "summary",
+                            "aggregate_id", "version", "notification_id")
 
     def audit_facets(self) -> tuple[list[str], list[str]]:
         """Distinct aggregate types and actors for the audit filters (a read of the audit read model;

@@ -41,7 +41,7 @@ from marketplace.api.dpop import InvalidDPoPProof
 from marketplace.api.metering import Metered, MeteringUnavailable, Use
 from marketplace.api.state import ApiState, parse_uuid, state_of
 from marketplace.api.tokens import InvalidToken, TokenClaims, TokenExpired, unverified_client_id
-from marketplace.sandbox.cache import Lru
+from marketplace.sandbox.cache import BoundedCache
 from marketplace.sandbox.query import PARSE_CACHE_TEXT
 from marketplace.services.credentials import Access, Loader
 
@@ -609,7 +609,7 @@ def json_response(body: Any, headers: Mapping[str, str] | None = None, status: i
 
 
 #: Recorded forms of recent query bodies (``_query_object``), by the exact bytes.
-_RECORDED: Lru[bytes, dict[str, Any]] = Lru(1024)
+_RECORDED: BoundedCache[bytes, dict[str, Any]] = BoundedCache(1024)
 
 
 def _query_object(body: bytes) -> dict[str, Any]:

@@ -20,7 +20,7 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
-class Lru(Generic[K, V]):
+class BoundedCache(Generic[K, V]):
     """At most ``max_items`` entries; the oldest is dropped first."""
 
     def __init__(self, max_items: int) -> None:

@@ -31,7 +31,7 @@ from enum import Enum
 from typing import Any
 
 from domain.errors import DomainError, InvalidInput
-from marketplace.sandbox.cache import Lru
+from marketplace.sandbox.cache import BoundedCache
 from marketplace.sandbox.privacy import (
     Measure,
     dp_threshold,
@@ -358,7 +358,7 @@ class ValidatedQuery:
 #: entry holds them, so their ids cannot be reused while it lives). The API's policies
 #: are kept per product version and its parsed queries per text, so a repeated query
 #: finds its validation here.
-_VALIDATED: Lru[tuple[int, int], tuple[Query, Policy, ValidatedQuery]] = Lru(1024)
+_VALIDATED: BoundedCache[tuple[int, int], tuple[Query, Policy, ValidatedQuery]] = BoundedCache(1024)
 
 
 def validate(query: Query, policy: Policy) -> ValidatedQuery:

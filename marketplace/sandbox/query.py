@@ -24,7 +24,7 @@ from enum import Enum
 from typing import Any
 
 from domain.errors import InvalidInput
-from marketplace.sandbox.cache import Lru
+from marketplace.sandbox.cache import BoundedCache
 
 #: a JSON scalar a filter may compare with
 Scalar = str | int | float | bool
@@ -152,7 +152,7 @@ def canonical_json(data: object) -> str:
 PARSE_CACHE_TEXT = 4096
 #: Queries parsed from JSON, by their exact text (a ``Query`` is immutable, so one can be
 #: shared); the key is the text itself, so only the very same characters hit.
-_PARSED: Lru[str | bytes, Query] = Lru(1024)
+_PARSED: BoundedCache[str | bytes, Query] = BoundedCache(1024)
 
 
 def parse_json(text: str | bytes) -> Query:

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import polars as pl
 
-from marketplace.sandbox.cache import Lru
+from marketplace.sandbox.cache import BoundedCache
 
 #: significant digits of marked floats; the mark is the last digit's parity
 MARK_DIGITS = 12
@@ -144,7 +144,7 @@ def mark_float(value: float, key: bytes) -> float:
 #: The kind keeps integers and floats apart (``3 == 3.0``, but they are marked differently),
 #: and only non-zero finite floats are kept, where equality is identity of the value
 #: (``0.0 == -0.0`` is not).
-_MARKS: Lru[tuple[bytes, str, int | float], int | float] = Lru(16_384)
+_MARKS: BoundedCache[tuple[bytes, str, int | float], int | float] = BoundedCache(16_384)
 
 
 def _mark_int_memo(value: int, key: bytes) -> int:

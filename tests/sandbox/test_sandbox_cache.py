@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from marketplace.sandbox import BudgetExhausted, BuiltVersion, PolicyViolation, run_query
-from marketplace.sandbox.cache import Lru
+from marketplace.sandbox.cache import BoundedCache
 from marketplace.sandbox.execute import GroupedCache, VersionData
 from marketplace.sandbox.policy import validate
 from marketplace.sandbox.query import QueryError, parse, parse_json
@@ -232,10 +232,10 @@ def test_art34_memoised_marks_equal_marks_computed_afresh(values: list[int | flo
 
 
 def test_lru_keeps_at_most_its_size_and_drops_the_oldest_first() -> None:
-    cache: Lru[int, str] = Lru(2)
+    cache: BoundedCache[int, str] = BoundedCache(2)
     cache.put(1, "a")
     cache.put(2, "b")
     cache.put(3, "c")
     assert len(cache) == 2 and cache.get(1) is None and cache.get(3) == "c"
     with pytest.raises(ValueError):
-        Lru(0)
+        BoundedCache(0)

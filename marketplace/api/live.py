@@ -129,13 +129,10 @@ class LiveCache:
         """Return once a catch-up that started after this call (or after ``since``) has completed."""
         arrived = time.monotonic() if since is None else since
         while True:
-            with self._cond:
-                if self._fresh_as_of >= arrived:
-                    return
-                current = self._round
-                run = current is None
-                if current is None:
-                    current = self._round = _Round(time.monotonic())
+            joined = self._join(arrived)
+            if joined is None:
+                return
+            current, run = joined
             if run:
                 self._run(current)
                 if current.error is not None:
@@ -154,16 +151,12 @@ class LiveCache:
         """
         loop = asyncio.get_running_loop()
         arrived = time.monotonic() if since is None else since
-        while True:
-            with self._cond:
-                if self._fresh_as_of >= arrived:
-                    return
-                current = self._round
-                run = current is None
-                if current is None:
-                    current = self._round = _Round(time.monotonic())
-                waiter: asyncio.Future[None] = loop.create_future()
-                current.waiters.append((loop, waiter))
+        while self._fresh_as_of < arrived:  # (only grows: a stale read just takes the locked path)
+            waiter: asyncio.Future[None] = loop.create_future()
+            joined = self._join(arrived, (loop, waiter))
+            if joined is None:
+                return
+            current, run = joined
             if run:
                 try:
                     self._runner.submit(self._run, current)
@@ -171,6 +164,23 @@ class LiveCache:
                     current.error = error
                     self._end(current, ok=False)
             await waiter
+
+    def _join(
+        self, arrived: float, waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
+    ) -> tuple[_Round, bool] | None:
+        """None if a catch-up that started after ``arrived`` has completed; else the round in flight
+        (or a new one) and whether the caller must run it. ``waiter`` is registered on that round
+        under the same lock, so its end cannot be missed."""
+        with self._cond:
+            if self._fresh_as_of >= arrived:
+                return None
+            current = self._round
+            run = current is None
+            if current is None:
+                current = self._round = _Round(time.monotonic())
+            if waiter is not None:
+                current.waiters.append(waiter)
+            return current, run
 
     def _run(self, current: _Round) -> None:
         """Do one catch-up round and release everyone waiting for it (its error, if it fails)."""

@@ -19,7 +19,14 @@ from uuid import UUID
 
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import JSONTranscoder, Transcoder, Transcoding
+from eventsourcing.persistence import (
+    DatetimeAsISO,
+    DecimalAsStr,
+    JSONTranscoder,
+    Transcoder,
+    Transcoding,
+    UUIDAsHex,
+)
 
 import domain
 from domain.errors import InvalidInput
@@ -137,18 +144,25 @@ class MarketplaceApplication(Application[UUID]):
     is_snapshotting_enabled = True
 
     def construct_transcoder(self) -> Transcoder:
-        transcoder = LogTranscoder()
-        self.register_transcodings(transcoder)
-        return transcoder
+        return log_transcoder()
 
-    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
-        super().register_transcodings(transcoder)
-        transcoder.register(DateAsISO())
-        enums, values, _ = domain_value_types()
-        for enum_type in enums:
-            transcoder.register(EnumAsValue(enum_type))
-        for value_type in values:
-            transcoder.register(ValueObjectAsDict(value_type))
+
+def log_transcoder() -> LogTranscoder:
+    """How the log encodes events: eventsourcing's own transcodings, then the domain's enums,
+    value objects and dates. Also what a process that only decodes the log (a projection
+    mapping process) builds, without opening a store.
+    """
+    transcoder = LogTranscoder()
+    transcoder.register(UUIDAsHex())
+    transcoder.register(DecimalAsStr())
+    transcoder.register(DatetimeAsISO())
+    transcoder.register(DateAsISO())
+    enums, values, _ = domain_value_types()
+    for enum_type in enums:
+        transcoder.register(EnumAsValue(enum_type))
+    for value_type in values:
+        transcoder.register(ValueObjectAsDict(value_type))
+    return transcoder
 
 
 def _snapshotting() -> dict[type[Any], int]:

@@ -131,8 +131,13 @@ Op = Insert | Upsert | Update | Delete | Increment
 # -- the event as handed to a projection ------------------------------------------------
 
 
+@lru_cache(maxsize=1 << 16)
 def canonical_uuid(value: Any) -> str:
-    """The dashed lower-case form, whether the store gave a UUID, a 32-hex string or text."""
+    """The dashed lower-case form, whether the store gave a UUID, a 32-hex string or text.
+
+    Cached: an aggregate's id comes back with each of its events, and a rebuild asks for
+    every event's.
+    """
     if isinstance(value, UUID):
         return str(value)
     text = str(value)
@@ -196,6 +201,30 @@ class Codec:
         self.mapper = mapper
         self.cipher = getattr(mapper, "cipher", None)
         self.compressor = getattr(mapper, "compressor", None)
+
+    def recipe(self) -> str | None:
+        """How another process builds this same codec (``from_recipe``), or None if it cannot.
+
+        A codec with a cipher or compressor holds keys and settings that stay in this
+        process; the marketplace's own mapper is rebuilt from code (``log_transcoder``).
+        """
+        if self.cipher is not None or self.compressor is not None:
+            return None
+        if self.mapper is None:
+            return "plain"
+        from marketplace.store import LogTranscoder
+
+        return "marketplace" if type(getattr(self.mapper, "transcoder", None)) is LogTranscoder else None
+
+    @classmethod
+    def from_recipe(cls, recipe: str) -> Codec:
+        if recipe == "plain":
+            return cls(None)
+        from eventsourcing.persistence import Mapper
+
+        from marketplace.store import log_transcoder
+
+        return cls(Mapper(transcoder=log_transcoder()))
 
     def plaintext(self, state: bytes) -> bytes:
         """The stored event's JSON, decrypted and decompressed."""
@@ -270,6 +299,11 @@ class Recorded:
             # Another projection may have parsed the JSON already: unwrapping that is cheaper.
             self._data = unwrap(self._raw) if self._raw is not None else self._codec.plain(self.state)
         return self._data
+
+    @property
+    def text(self) -> str:
+        """The event's JSON as stored (decrypted and decompressed), for a projection that keeps it whole."""
+        return self._codec.plaintext(self.state).decode("utf8")
 
     @property
     def raw(self) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table as RichTable
 
 from projections.base import Projection, ProjectionError
-from projections.runner import DEFAULT_BATCH_SIZE, BatchReport, Runner
+from projections.runner import DEFAULT_BATCH_SIZE, PROCESS_LAG, BatchReport, Runner
 
 if TYPE_CHECKING:
     from marketplace.config import Config
@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--projection", action="append", metavar="MODULE:ATTR",
                         help="projections to run instead of the registered ones (repeatable)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="notifications per transaction")
+    parser.add_argument("--second-process-after", type=int, default=PROCESS_LAG, metavar="N",
+                        help="a catch-up more than N notifications behind shares the projections with a second "
+                             "runner process (default %(default)s; -1: never)")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="catch up, then follow the log until stopped")
     run.add_argument("--poll", type=float, default=0.5, help="seconds between polls when caught up")
@@ -85,7 +88,8 @@ def main(argv: Sequence[str] | None = None, config: Config | None = None) -> int
             chosen = [p for spec in args.projection for p in load_projection(spec)]
         if args.command == "asof":
             return _asof(config, args, chosen)
-        with Runner.open(config, chosen, batch_size=args.batch_size) as runner:
+        lag = None if args.second_process_after < 0 else args.second_process_after
+        with Runner.open(config, chosen, batch_size=args.batch_size, process_lag=lag) as runner:
             if args.command == "run":
                 return _run(runner, args)
             if args.command == "rebuild":

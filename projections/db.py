@@ -359,9 +359,26 @@ def memory() -> SQLiteDatabase:
 
 # -- executing row operations -------------------------------------------------------------
 
+#: Each kind of row operation as a small int: what ``OpPlanner.plan`` dispatches on.
+INSERT, UPSERT, UPDATE, DELETE, INCREMENT = range(5)
+_OP_KINDS: dict[type, int] = {Insert: INSERT, Upsert: UPSERT, Update: UPDATE, Delete: DELETE, Increment: INCREMENT}
+_KIND_NAMES = ("insert", "upsert", "update", "delete", "increment")
+#: Per table, the statements to run in order: (shape, rows of parameters).
+Plan = dict[str, list[tuple[tuple[Any, ...], list[Sequence[Any]]]]]
 
-class OpWriter:
-    """Executes row operations with as few statements as their order allows.
+
+def op_kinds(ops: Sequence[Any]) -> bytes:
+    """The kind of every operation, in order; refuses anything that is not a row operation."""
+    try:
+        return bytes(map(_OP_KINDS.__getitem__, map(type, ops)))
+    except KeyError:
+        bad = next(op for op in ops if type(op) not in _OP_KINDS)
+        raise ProjectionError(f"not a row operation: {bad!r}") from None
+
+
+
+class OpPlanner:
+    """Turns row operations into as few statements as their order allows (no database needed).
 
     Operations on different tables commute (read-model tables have no foreign keys,
     triggers or unique constraints beyond the key), and so do operations on different
@@ -372,16 +389,14 @@ class OpWriter:
     members and a decision then takes a handful of statements, not one per event.
     """
 
-    def __init__(self, db: Database, tables: Mapping[str, Table]) -> None:
-        self.db = db
+    def __init__(self, tables: Mapping[str, Table]) -> None:
         self.tables = dict(tables)
-        self._sql: dict[tuple[Any, ...], str] = {}
-        self._staged: dict[tuple[Any, ...], tuple[tuple[str, ...], str]] = {}
-        self._insert_shapes: dict[str, tuple[str, str]] = {}
-        self._key_positions = {
-            name: (tuple(t.column_names.index(c) for c in t.key), len(t.column_names))
+        #: per table: its key's positions in an inserted row, the row's width, the key's columns
+        self._keys = {
+            name: (tuple(t.column_names.index(c) for c in t.key), len(t.column_names), t.key)
             for name, t in self.tables.items()
         }
+        self._columns = {name: {c: i for i, c in enumerate(t.column_names)} for name, t in self.tables.items()}
 
     def table(self, name: str) -> Table:
         try:
@@ -389,7 +404,7 @@ class OpWriter:
         except KeyError:
             raise ProjectionError(f"row operation names table {name!r}, which no projection here declares") from None
 
-    def plan(self, ops: Sequence[Op]) -> dict[str, list[tuple[tuple[Any, ...], list[Sequence[Any]]]]]:
+    def plan(self, ops: Sequence[Op]) -> Plan:
         """Per table, the statements to run in order: ``(shape, rows of parameters)``.
 
         Consecutive operations on one row are first folded into one where the result is
@@ -397,41 +412,59 @@ class OpWriter:
         upserts merge their columns; increments add up): a rebuild sees a row's whole
         early history in one batch, and every statement saved is a B-tree search saved.
         """
+        kinds = op_kinds(ops)
+        if kinds.count(INSERT) == len(kinds):
+            appended = self._appended(ops)
+            if appended is not None:
+                return appended
         per_table: dict[str, tuple[dict[Any, list[Any]], list[list[Any]]]] = {}
-        positions_of = self._key_positions
-        for op in ops:
-            try:
-                name = op.table
-            except AttributeError:
-                raise ProjectionError(f"not a row operation: {op!r}") from None
+        keys_of = self._keys
+        for kind, op in zip(kinds, ops, strict=True):
+            name = op[0]
             entry = per_table.get(name)
             if entry is None:
                 self.table(name)
                 entry = per_table[name] = ({}, [])
             last, slots = entry
-            if type(op) is Insert:  # the bulk of a rebuild: the cheapest path
-                positions, width = positions_of[name]
-                key: Any = tuple([op.row[i] for i in positions]) if len(op.row) == width else ("malformed", id(op))
+            positions, width, columns = keys_of[name]
+            given: Any = op[1]
+            key: Any
+            if kind == INSERT:  # the bulk of a rebuild: the cheapest path
+                if len(given) != width:
+                    key = object()  # a malformed row: its statement will say what is wrong
+                elif len(positions) == 1:
+                    key = given[positions[0]]
+                else:
+                    key = tuple([given[i] for i in positions])
+            elif type(given) is not dict and not isinstance(given, Mapping):
+                key = object()
+            elif len(columns) == 1:
+                key = given.get(columns[0])
             else:
-                key = self._row_key(op)
+                key = tuple([given.get(c) for c in columns])
             try:
                 previous = last.get(key)
             except TypeError:
-                kind = type(op).__name__
-                raise ProjectionError(f"{kind} on {name}: key values must be scalars, got {key!r}") from None
+                raise ProjectionError(
+                    f"{_KIND_NAMES[kind]} on {name}: key values must be scalars, got {key!r}"
+                ) from None
             if previous is not None:
-                merged = self._fold(previous[1], op)
+                merged = self._fold(previous[1], previous[2], kind, op)
                 if merged is not None:
-                    previous[1] = merged
+                    previous[1], previous[2] = merged
                     continue
-            slot = [0 if previous is None else previous[0] + 1, op]
+            slot = [0 if previous is None else previous[0] + 1, kind, op]
             last[key] = slot
             slots.append(slot)
-        plan: dict[str, list[tuple[tuple[Any, ...], list[Sequence[Any]]]]] = {}
+        plan: Plan = {}
         for name, (_, slots) in per_table.items():
             groups: dict[tuple[int, tuple[Any, ...]], list[Sequence[Any]]] = {}
-            for wave, op in slots:
-                shape, params = self._shape(op)
+            insert_shape = ("insert", name)
+            for wave, kind, op in slots:
+                if kind == INSERT:
+                    shape, params = insert_shape, op[1]
+                else:
+                    shape, params = self._shape(kind, op)
                 group = groups.get((wave, shape))
                 if group is None:
                     groups[(wave, shape)] = [params]
@@ -440,51 +473,81 @@ class OpWriter:
             plan[name] = [(ws[1], rows) for ws, rows in sorted(groups.items(), key=lambda item: item[0][0])]
         return plan
 
-    def _fold(self, first: Op, then: Op) -> Op | None:
+    def _appended(self, ops: Sequence[Sequence[Any]]) -> Plan | None:
+        """The plan of inserts of distinct new rows (an audit trail's whole batch): one statement per table.
+
+        Nothing to fold and no order to keep, so the per-row bookkeeping of ``plan`` is
+        skipped; None when two inserts share a key or a row is malformed (then ``plan``
+        keeps their order and the statement reports the problem).
+        """
+        rows_of: dict[str, list[Sequence[Any]]] = {}
+        for op in ops:
+            rows = rows_of.get(op[0])
+            if rows is None:
+                self.table(op[0])
+                rows = rows_of[op[0]] = []
+            rows.append(op[1])
+        for name, rows in rows_of.items():
+            positions, width, _ = self._keys[name]
+            if any(len(row) != width for row in rows):
+                return None
+            if len(positions) == 1:
+                at = positions[0]
+                keys: set[Any] = {row[at] for row in rows}
+            else:
+                keys = {tuple([row[i] for i in positions]) for row in rows}
+            if len(keys) != len(rows):
+                return None
+        return {name: [(("insert", name), rows)] for name, rows in rows_of.items()}
+
+    def _fold(self, first_kind: int, first: Sequence[Any], kind: int, then: Sequence[Any]) -> tuple[int, Any] | None:
         """One operation with the effect of ``first`` then ``then`` on the same row, if there is one."""
-        if isinstance(then, Update | Upsert):
-            values: Mapping[str, Any] = then.values if isinstance(then, Update) else then.row
-            if type(first) is Insert:
-                table = self.tables[first.table]
-                row = list(first.row)
+        if kind in (UPDATE, UPSERT):
+            values: Mapping[str, Any] = then[2] if kind == UPDATE else then[1]
+            if first_kind == INSERT:
+                index = self._columns[first[0]]
+                row = list(first[1])
                 try:
                     for column, value in values.items():
-                        row[table.column_names.index(column)] = value
-                except ValueError:
+                        row[index[column]] = value
+                except KeyError:
                     return None  # an unknown column: let the statement report it
-                return Insert(first.table, tuple(row))
-            if type(first) is Upsert:
-                return Upsert(first.table, {**first.row, **values})
-            if type(first) is Update and type(then) is Update:
-                return Update(first.table, first.key, {**first.values, **values})
+                return INSERT, Insert(first[0], tuple(row))
+            if first_kind == UPSERT:
+                return UPSERT, Upsert(first[0], {**first[1], **values})
+            if first_kind == UPDATE and kind == UPDATE:
+                return UPDATE, Update(first[0], first[1], {**first[2], **values})
             return None
-        if type(then) is Increment and type(first) is Increment:
-            deltas = dict(first.deltas)
-            for column, delta in then.deltas.items():
+        if kind == INCREMENT and first_kind == INCREMENT:
+            deltas = dict(first[2])
+            for column, delta in then[2].items():
                 deltas[column] = deltas.get(column, 0) + delta
-            return Increment(first.table, first.key, deltas)
+            return INCREMENT, Increment(first[0], first[1], deltas)
         return None
 
-    def _row_key(self, op: Op) -> tuple[Any, ...]:
-        """The values of the table's key columns the operation addresses (None where it names none)."""
-        key_columns = self.tables[op.table].key
-        given = op.row if isinstance(op, Upsert) else op.key  # type: ignore[union-attr]
-        if not isinstance(given, Mapping):
-            return ("malformed", id(op))
-        return tuple([given.get(c) for c in key_columns])
+    @staticmethod
+    def _shape(kind: int, op: Sequence[Any]) -> tuple[tuple[Any, ...], Sequence[Any]]:
+        name = op[0]
+        if kind == UPSERT:
+            return ("upsert", name, tuple(op[1])), tuple(op[1].values())
+        if kind == UPDATE:
+            return ("update", name, tuple(op[1]), tuple(op[2])), (*op[2].values(), *op[1].values())
+        if kind == DELETE:
+            return ("delete", name, tuple(op[1])), tuple(op[1].values())
+        if kind == INCREMENT:
+            return ("increment", name, tuple(op[1]), tuple(op[2])), (*op[1].values(), *op[2].values())
+        return ("insert", name), op[1]
 
-    def _shape(self, op: Op) -> tuple[tuple[Any, ...], Sequence[Any]]:
-        if isinstance(op, Insert):
-            return ("insert", op.table), op.row
-        if isinstance(op, Upsert):
-            return ("upsert", op.table, tuple(op.row)), tuple(op.row.values())
-        if isinstance(op, Update):
-            return ("update", op.table, tuple(op.key), tuple(op.values)), (*op.values.values(), *op.key.values())
-        if isinstance(op, Delete):
-            return ("delete", op.table, tuple(op.key)), tuple(op.key.values())
-        if isinstance(op, Increment):
-            return ("increment", op.table, tuple(op.key), tuple(op.deltas)), (*op.key.values(), *op.deltas.values())
-        raise ProjectionError(f"not a row operation: {op!r}")
+
+
+class OpWriter(OpPlanner):
+    """Executes planned statements (``OpPlanner``) in one database's dialect."""
+
+    def __init__(self, db: Database, tables: Mapping[str, Table]) -> None:
+        super().__init__(tables)
+        self.db = db
+        self._sql: dict[tuple[Any, ...], str] = {}
+        self._staged: dict[tuple[Any, ...], tuple[tuple[str, ...], str]] = {}
 
     def statement(self, shape: tuple[Any, ...]) -> str:
         sql = self._sql.get(shape)
@@ -540,7 +603,12 @@ class OpWriter:
         raise ProjectionError(f"unknown operation kind {kind}")  # pragma: no cover
 
     def execute(self, cur: Any, ops: Sequence[Op]) -> None:
-        for name, runs in self.plan(ops).items():
+        """Plan ``ops`` and run the statements in ``cur``'s transaction."""
+        self.run(cur, self.plan(ops))
+
+    def run(self, cur: Any, plan: Plan) -> None:
+        """Run planned statements in ``cur``'s transaction."""
+        for name, runs in plan.items():
             for shape, params in runs:
                 if shape[0] == "insert":
                     self.db.copy_rows(cur, name, self.table(name).column_names, params)

@@ -12,21 +12,22 @@ rows.
 ``version`` bumps, ``rebuild`` and missing tables all reset a projection to position 0
 (drop, create, track from zero) in one transaction; every runner then follows from there.
 
-While one batch is being written (by a writer thread: SQLite and psycopg release the GIL
-while they work) the next is already being mapped, assuming the write succeeds; if it
-does not, the assumption shows as a lost batch and the runner re-reads its positions.
-A ``Runner`` may be shared by threads (a page asking for ``lag`` while another thread
-runs ``run_forever``): its connections take one transaction at a time.
+A bulk catch-up (a rebuild, a runner far behind) commits in a writer process
+(``projections.writer``) while the runner maps the next batch, assuming the write
+succeeds; if it does not, the assumption shows as a lost batch and the runner re-reads
+its positions. Small catch-ups commit in the runner's own thread, with no process to
+start. A ``Runner`` may be shared by threads (a page asking for ``lag`` while another
+thread runs ``run_forever``): its connections take one transaction at a time.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import pickle
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -52,8 +53,10 @@ from projections.base import (
     Update,
     Upsert,
 )
-from projections.db import TRACKING_TABLE, Database, OpWriter, connect, read_frame
-from projections.log import EventLog, RawNotification
+from projections.db import TRACKING_TABLE, Database, OpWriter, Plan, connect, read_frame
+from projections.log import EventLog
+from projections.mapping import BatchMapper
+from projections.worker import SAMPLE, HelperRunner, HelperUnavailable, partition, weights
 
 if TYPE_CHECKING:
     from eventsourcing.application import Application
@@ -96,6 +99,9 @@ RETRY_FAILED_AFTER = 30.0
 #: indexes once it has caught up: building an index once is far cheaper than keeping it
 #: up to date through a million inserts.
 DEFER_INDEXES_LAG = 50_000
+#: A catch-up further behind than this shares its projections with a second runner process,
+#: on a second core (see ``projections.worker``); a smaller one is not worth its start (about 0.5 s).
+PROCESS_LAG = 50_000
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(position, head)`` after every committed batch."""
@@ -118,16 +124,14 @@ class BatchReport:
 
 @dataclass(frozen=True)
 class BatchPlan:
-    """A mapped batch waiting to be committed: per projection, the position it assumed and its ops."""
+    """A mapped batch waiting to be committed: per projection, the position it assumed and its statements."""
 
-    planned: list[tuple[Projection, tuple[int, int], list[Op]]]
+    planned: list[tuple[Projection, tuple[int, int], Plan]]
     start: int
     end: int
     head: int
     notifications: int
     started: float
-    #: every projection's (version, position) once this batch is committed
-    after: dict[str, tuple[int, int]]
 
 
 @dataclass(frozen=True)
@@ -155,7 +159,7 @@ class Runner:
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
         closing: Sequence[Any] = (),
-        pipeline: bool = True,
+        process_lag: int | None = PROCESS_LAG,
     ) -> None:
         if batch_size < 1:
             raise ProjectionError("batch_size must be at least 1")
@@ -175,12 +179,14 @@ class Runner:
         self.batch_size = batch_size
         self.writer = OpWriter(db, tables)
         self.failed: dict[str, tuple[float, str]] = {}
-        self._handles: dict[str, dict[str, bool]] = {p.name: {} for p in projections}
         self._closing = list(closing)
         self._ensured: set[str] = set()
         self._unindexed: set[str] = set()
-        self.pipeline = pipeline
-        self._executor: ThreadPoolExecutor | None = None
+        self.mapper = BatchMapper(projections, log.codec)
+        #: catch-ups further behind than this share the work with a second runner process; None: never
+        self.process_lag = process_lag
+        #: the store's configuration, which a second runner process opens (only ``open`` knows it)
+        self.config: Config | None = None
         self._last_positions: dict[str, int] = {}
 
     @classmethod
@@ -191,6 +197,7 @@ class Runner:
         *,
         app: Application[Any] | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        process_lag: int | None = PROCESS_LAG,
     ) -> Runner:
         """A runner on the configured store, for the registered projections unless others are given."""
         from marketplace.config import Config
@@ -206,12 +213,11 @@ class Runner:
         db = connect(config)
         closing[:0] = [event_log, db]
         chosen = list(all_projections() if projections is None else projections)
-        return cls(event_log, db, chosen, batch_size=batch_size, closing=closing)
+        runner = cls(event_log, db, chosen, batch_size=batch_size, closing=closing, process_lag=process_lag)
+        runner.config = config
+        return runner
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
         for resource in self._closing:
             resource.close()
         self._closing.clear()
@@ -268,7 +274,13 @@ class Runner:
         self._ensured.update(p.name for p in chosen)
         return reset
 
-    def rebuild(self, names: str | Sequence[str] | None = None, progress: Progress | None = None) -> int:
+    def rebuild(
+        self,
+        names: str | Sequence[str] | None = None,
+        progress: Progress | None = None,
+        *,
+        on_batch: Callable[[BatchReport], None] | None = None,
+    ) -> int:
         """Drop and rebuild read models from the first notification; returns notifications read."""
         chosen = self.select(names)
         self.db.ensure_tracking()
@@ -281,7 +293,7 @@ class Runner:
         for projection in chosen:
             self.failed.pop(projection.name, None)
         self._ensured.update(p.name for p in chosen)
-        return self.catch_up([p.name for p in chosen], progress=progress)
+        return self.catch_up([p.name for p in chosen], progress=progress, on_batch=on_batch)
 
     def _reset(self, cur: Any, projection: Projection, head: int) -> None:
         defer = head > DEFER_INDEXES_LAG
@@ -323,67 +335,111 @@ class Runner:
 
         Returns how many notifications were read. With ``raise_errors`` false a projection
         whose mapping or writing fails is set aside (see ``failed``) and the others go on.
+        A long catch-up (more than ``process_lag`` behind, no ``limit``) shares the
+        projections with a second runner process (``projections.worker``): ``on_batch`` then
+        sees this process's batches, ``progress`` the position of the slower of the two.
         """
         chosen = self.select(names)
         unensured = [p.name for p in chosen if p.name not in self._ensured]
         if unensured:
             self.ensure(unensured)
+        helper = self._helper(chosen, upto, raise_errors) if limit is None else None
+        mine = chosen if helper is None else [p for p in chosen if p not in helper.projections]
+        track = progress
+        if helper is not None and progress is not None:
+            def track(position: int, head: int) -> None:  # the slower of the two runners
+                progress(min(position, helper.position), head)
+        try:
+            read = self._catch_up_here(mine, limit, upto, track, raise_errors, stop, on_batch)
+        except BaseException:
+            if helper is not None:
+                helper.stop()
+                helper.wait()
+            raise
+        if helper is not None:
+            read = max(read, self._join(helper, progress, stop))
+        self._finish_indexes(chosen)
+        return read
+
+    def _catch_up_here(
+        self,
+        chosen: Sequence[Projection],
+        limit: int | None,
+        upto: int | None,
+        progress: Progress | None,
+        raise_errors: bool,
+        stop: threading.Event | None,
+        on_batch: Callable[[BatchReport], None] | None,
+    ) -> int:
+        """``catch_up`` in this process: read, map, plan and commit batch after batch."""
         read = planned = 0
         # Batches allocate millions of objects that die by reference counting and form no
         # cycles; with the cycle collector on, full collections keep walking every live
-        # row and operation of the batch in flight. Cycles made meanwhile wait until the end.
+        # row and operation of the batch in hand. Cycles made meanwhile wait until the end.
         gc_was_enabled = gc.isenabled()
         gc.disable()
-        pending: Future[BatchReport] | None = None
-        assumed: dict[str, tuple[int, int]] | None = None
-
-        def settle() -> bool:
-            """Wait for the batch being written; True if every projection in it was applied."""
-            nonlocal pending, read
-            if pending is None:
-                return True
-            report = pending.result()
-            pending = None
-            read += report.notifications
-            if progress is not None:
-                progress(report.end, report.head)
-            if on_batch is not None:
-                on_batch(report)
-            return not report.lost and len(report.applied) == report.planned
-
         try:
             while stop is None or not stop.is_set():
                 size = self.batch_size if limit is None else min(self.batch_size, limit - planned)
                 if size <= 0:
                     break
-                # Map the next batch while the previous one is being written (SQLite and
-                # psycopg release the GIL while they work), assuming that write succeeds.
-                plan = self.prepare(chosen, size, upto, raise_errors, assume=assumed)
-                if not settle():
-                    assumed = None  # another runner moved a position: re-read them, drop this plan
-                    planned = read
-                    continue
+                plan = self.prepare(chosen, size, upto, raise_errors)
                 if plan is None:
                     break
                 planned += plan.notifications
-                assumed = plan.after
-                if self.pipeline:
-                    pending = self._writer().submit(self.commit, plan, raise_errors)
-                else:
-                    pending = _done(self.commit(plan, raise_errors))
-            settle()
+                report = self.commit(plan, raise_errors)
+                read += report.notifications
+                if progress is not None:
+                    progress(report.end, report.head)
+                if on_batch is not None:
+                    on_batch(report)
+                if report.lost or len(report.applied) != report.planned:
+                    planned = read  # another runner moved a position: count again from what was read
         finally:
-            if pending is not None:  # an error is on its way out: let the write finish first
-                pending.exception()
             if gc_was_enabled:
                 gc.enable()
-        self._finish_indexes(chosen)
         return read
 
-    def _writer(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="projections-writer")
-        return self._executor
+    def _helper(self, chosen: Sequence[Projection], upto: int | None, raise_errors: bool) -> HelperRunner | None:
+        """A second runner process for part of ``chosen``, when the catch-up is long enough to pay for it."""
+        if self.process_lag is None or self.config is None or len(chosen) < 2:
+            return None
+        eligible = self._eligible(chosen, raise_errors)
+        head = self.log.max_id() if upto is None else min(upto, self.log.max_id())
+        positions = self.db.positions()
+        start = min((positions.get(p.name, (0, 0))[1] for p in eligible), default=head)
+        if head - start <= self.process_lag:
+            return None
+        sample = [row[3] for row in self.log.read(start, head, SAMPLE)]
+        weight = weights(sample, eligible)
+        busy = [p for p in eligible if weight[p.name] > 0]
+        if len(busy) < 2:
+            return None
+        _, theirs = partition(busy, lambda p: weight[p.name])
+        try:
+            helper = HelperRunner(self.config, theirs, batch_size=self.batch_size, upto=upto,
+                                  raise_errors=raise_errors)
+        except (HelperUnavailable, pickle.PicklingError, AttributeError, TypeError) as exc:
+            log.info("catching up in one process: no helper runner (%s)", exc)
+            return None
+        log.info("%d notifications behind: a second runner process catches up %s", head - start,
+                 ", ".join(p.name for p in theirs))
+        return helper
+
+    def _join(self, helper: HelperRunner, progress: Progress | None, stop: threading.Event | None) -> int:
+        """Wait for the helper runner; take over its failures; raise its error."""
+        if stop is not None and stop.is_set():
+            helper.stop()
+        head = self.log.max_id()
+        outcome = helper.wait(None if progress is None else lambda at: progress(at, head))
+        now = time.monotonic()
+        for name, why in outcome.failed.items():
+            self.failed[name] = (now, why)
+        if outcome.error is not None:
+            if outcome.refused:
+                raise ProjectionError(outcome.error)
+            raise RuntimeError(f"the helper runner process failed: {outcome.error}")
+        return outcome.read
 
     def _eligible(self, chosen: Sequence[Projection], raise_errors: bool) -> list[Projection]:
         eligible = []
@@ -404,25 +460,15 @@ class Runner:
         size: int,
         upto: int | None = None,
         raise_errors: bool = True,
-        *,
-        assume: Mapping[str, tuple[int, int]] | None = None,
     ) -> BatchPlan | None:
-        """Read the next slice of the log and map it, writing nothing; None when all are caught up.
-
-        ``assume`` gives the positions to start from instead of reading them (the ``after``
-        of a batch still being written); a wrong guess only makes the commit lose.
-        """
+        """Read the next slice of the log, map and plan it, writing nothing; None when all are caught up."""
         started = time.perf_counter()
         eligible = self._eligible(chosen, raise_errors)
-        if assume is not None and all(p.name in assume for p in eligible):
-            positions = dict(assume)
-        else:
-            positions = self.db.positions()
+        positions = self.db.positions()
         head = self.log.max_id()
         if upto is not None:
             head = min(head, upto)
-        active = []
-        after: dict[str, tuple[int, int]] = {}
+        active: list[tuple[Projection, tuple[int, int]]] = []
         for projection in eligible:
             stored = positions.get(projection.name)
             if stored is None or stored[0] != projection.version:
@@ -437,37 +483,53 @@ class Runner:
             if stored[1] < self._last_positions.get(projection.name, 0):
                 self._unindexed.add(projection.name)  # reset by another process: indexes went too
             self._last_positions[projection.name] = stored[1]
-            after[projection.name] = stored
             if stored[1] < head:
                 active.append((projection, stored))
         if not active:
             return None
-
         start = min(stored[1] for _, stored in active)
         topics = self._topic_filter([p for p, _ in active])
         rows = self.log.read(start, head, size, topics)
         end = rows[-1][0] if len(rows) == size else head
-
-        planned: list[tuple[Projection, tuple[int, int], list[Op]]] = []
-        self._map(active, rows, end, raise_errors, planned)
-        for projection, stored, _ in planned:
-            after[projection.name] = (stored[0], end)
-        return BatchPlan(planned, start, end, head, len(rows), started, after)
+        mapped, failures = self.mapper.map(active, rows, end, raise_errors)
+        for name, message in failures:
+            self.failed[name] = (time.monotonic(), message)
+        planned: list[tuple[Projection, tuple[int, int], Plan]] = []
+        for projection, stored, ops in mapped:
+            try:
+                statements = self.writer.plan(ops)
+            except Exception as exc:  # operations no statement can carry out
+                message = f"projection {projection.name} failed writing notifications {stored[1] + 1}..{end}: {exc!r}"
+                if raise_errors:
+                    raise ProjectionError(message) from exc
+                log.error(message)
+                self.failed[projection.name] = (time.monotonic(), message)
+                continue
+            planned.append((projection, stored, statements))
+        return BatchPlan(planned, start, end, head, len(rows), started)
 
     def commit(self, plan: BatchPlan, raise_errors: bool = True) -> BatchReport:
-        """Write a prepared batch, but only for projections still at the position it was mapped from."""
+        """Write a prepared batch, but only for projections still at the position it was mapped from.
+
+        One transaction: lock the projections' tracking rows, check each still holds the
+        position the batch was mapped from (another runner may have moved it: then that
+        projection's part is lost, never applied twice), write its rows, move its
+        position. A part that fails to write is rolled back to its savepoint: with
+        ``raise_errors`` the whole transaction is abandoned with a ``ProjectionError``,
+        otherwise the projection is set aside and the others commit.
+        """
         applied: list[str] = []
         lost: list[str] = []
         end = plan.end
         with self.db.transaction() as cur:
             current = self.db.positions(cur, lock=[p.name for p, _, _ in plan.planned])
-            for projection, stored, ops in plan.planned:
+            for projection, stored, statements in plan.planned:
                 if current.get(projection.name) != stored:
                     lost.append(projection.name)  # another runner got there first
                     continue
                 cur.execute(f"SAVEPOINT sp_{projection.name}")
                 try:
-                    self.writer.execute(cur, ops)
+                    self.writer.run(cur, statements)
                 except Exception as exc:
                     cur.execute(f"ROLLBACK TO SAVEPOINT sp_{projection.name}")
                     message = (
@@ -486,61 +548,6 @@ class Runner:
             tuple(applied), tuple(lost), plan.start, end, plan.head, plan.notifications,
             time.perf_counter() - plan.started, len(plan.planned),
         )
-
-    def _map(
-        self,
-        active: Sequence[tuple[Projection, tuple[int, int]]],
-        rows: Sequence[RawNotification],
-        end: int,
-        raise_errors: bool,
-        planned: list[tuple[Projection, tuple[int, int], list[Op]]],
-    ) -> None:
-        """Map the batch to row operations per projection (pure: nothing is written here).
-
-        Each notification is wrapped at most once however many projections read it, and
-        decoded only if one of them asks for its payload.
-        """
-        codec = self.log.codec
-        live = [(projection, stored) for projection, stored in active if stored[1] < end]
-        starts = [stored[1] for _, stored in live]
-        results: list[list[Op] | None] = [[] for _ in live]
-        # topic -> indexes (in ``live``) of the projections that map it: one pass over the
-        # batch, each notification wrapped once and offered only to the projections that want it.
-        targets: dict[str, list[int]] = {}
-        for row in rows:
-            topic = row[3]
-            wanted = targets.get(topic)
-            if wanted is None:
-                wanted = targets[topic] = [j for j, (p, _) in enumerate(live) if self._wants(p, topic)]
-            if not wanted:
-                continue
-            event = None
-            for j in wanted:
-                ops = results[j]
-                if ops is None or row[0] <= starts[j]:
-                    continue
-                if event is None:
-                    event = Recorded(row[0], row[1], row[2], topic, row[4], codec)
-                try:
-                    ops.extend(live[j][0].apply(event))
-                except Exception as exc:
-                    projection = live[j][0]
-                    message = f"projection {projection.name} failed mapping notification {row[0]} ({topic}): {exc!r}"
-                    if raise_errors:
-                        raise ProjectionError(message) from exc
-                    log.error(message)
-                    self.failed[projection.name] = (time.monotonic(), message)
-                    results[j] = None
-        for (projection, stored), ops in zip(live, results, strict=True):
-            if ops is not None:
-                planned.append((projection, stored, ops))
-
-    def _wants(self, projection: Projection, topic: str) -> bool:
-        handles = self._handles[projection.name]
-        wanted = handles.get(topic)
-        if wanted is None:
-            wanted = handles[topic] = bool(projection.handles(topic))
-        return wanted
 
     @staticmethod
     def _topic_filter(active: Sequence[Projection]) -> list[str] | None:
@@ -651,12 +658,6 @@ class Runner:
                     db.reconnect_if_broken()
                 except Exception as exc:  # still down: the next round tries again
                     log.warning("projection runner: cannot reconnect yet: %r", exc)
-
-
-def _done(report: BatchReport) -> Future[BatchReport]:
-    future: Future[BatchReport] = Future()
-    future.set_result(report)
-    return future
 
 
 def wait_for_position(

@@ -24,7 +24,7 @@ from marketplace.bootstrap import Marketplace, build
 from marketplace.config import Config
 from marketplace.demo.seed import SimulatedClock as Clock
 from projections.audit import AuditProjection
-from projections.base import INT, TEXT, Delete, Increment, Op, Projection, Recorded, Table, Update, Upsert
+from projections.base import INT, TEXT, Delete, Increment, Insert, Op, Projection, Recorded, Table, Update, Upsert
 from projections.runner import Runner
 from tests.scenario import Staff, staff
 
@@ -145,6 +145,18 @@ class UnitsProjection(Projection):
 
 
 ALL = [AuditProjection(), CountingProjection(), MembersProjection(), UnitsProjection()]
+
+
+class Exploding(Projection):
+    """Fails on the third event it sees: a bug in one read model."""
+
+    name = "exploding"
+    tables = (Table("rm_exploding_rows", {"id": INT, "topic": TEXT}, key=("id",)),)
+
+    def apply(self, event: Recorded) -> Iterable[Op]:
+        if event.notification_id == 3:
+            raise KeyError("no such attribute")
+        return (Insert("rm_exploding_rows", (event.notification_id, event.topic)),)
 
 
 def fresh() -> list[Projection]:

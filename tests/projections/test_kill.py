@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import polars as pl
+import pytest
 from projection_helpers import (
     ALL,
     CountingProjection,
@@ -28,8 +29,12 @@ from projections.asof import build_asof
 from projections.db import Database, connect, read_frame
 
 
-def start_runner(config: Config, out: Path, *extra: str, batch: int = 25) -> subprocess.Popen[bytes]:
+def start_runner(
+    config: Config, out: Path, *extra: str, batch: int = 25, split: bool = False,
+) -> subprocess.Popen[bytes]:
+    """A runner process; with ``split`` it shares every catch-up with a helper runner process."""
     command = [sys.executable, "-m", "projections", "--projection", "projection_helpers:ALL",
+               "--second-process-after", "0" if split else "-1",
                "--batch-size", str(batch), "run", "--poll", "0.05", "--report-every", "0", *extra]
     with out.open("ab") as sink:
         return subprocess.Popen(command, env=subprocess_env(config), stdout=sink, stderr=sink)
@@ -46,8 +51,21 @@ def live_tables(db: Database) -> dict[str, pl.DataFrame]:
     return {t.name: read_frame(db, t) for p in ALL for t in p.tables}
 
 
+def helpers_alive() -> list[int]:
+    """Helper runner processes still running (``projections.worker``), by pid."""
+    alive = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"projections.worker import serve" in (entry / "cmdline").read_bytes():
+                alive.append(int(entry.name))
+        except OSError:
+            continue
+    return alive
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one_process", "with_helper"])
 def test_art18_runner_killed_mid_batch_again_and_again_ends_exactly_once(
-    marketplace: Marketplace, config: Config, tmp_path: Path
+    marketplace: Marketplace, config: Config, tmp_path: Path, split: bool
 ) -> None:
     head = bulk_save(marketplace.app, 0, 3000)  # 21,000 events
     rng = random.Random(20231)
@@ -56,18 +74,23 @@ def test_art18_runner_killed_mid_batch_again_and_again_ends_exactly_once(
     with connect(config) as db:
         for round_ in range(5):
             before = position(db)
-            runner = start_runner(config, out)
+            runner = start_runner(config, out, split=split)
             deadline = time.monotonic() + 60
             while position(db) <= before and time.monotonic() < deadline and runner.poll() is None:
                 time.sleep(0.005)
             time.sleep(rng.uniform(0.0, 0.25))
             runner.send_signal(signal.SIGKILL)
             assert runner.wait(10) == -signal.SIGKILL, out.read_text()[-2000:]
+            deadline = time.monotonic() + 10
+            while helpers_alive():  # a helper dies with its runner: it writes nothing after the kill
+                assert time.monotonic() < deadline, f"helper runner processes outlived the runner: {helpers_alive()}"
+                time.sleep(0.01)
             reached = position(db)
             killed_at.append(reached)
             # Whatever moment the kill hit, the tables hold exactly the events up to the position.
             assert counting_totals(read_frame(db, CountingProjection.TOPICS)) == log_totals(marketplace.app, reached)
-            assert read_frame(db, "rm_audit_events").height == log_totals(marketplace.app, reached)[0]
+            # (each projection at its own position: with a helper, two runners moved them)
+            assert read_frame(db, "rm_audit_events").height == log_totals(marketplace.app, position(db, "audit"))[0]
             head = bulk_save(marketplace.app, 10_000 + 20 * round_, 20)  # the log grows meanwhile
 
         assert killed_at == sorted(killed_at) and len(set(killed_at)) == len(killed_at)
@@ -79,6 +102,8 @@ def test_art18_runner_killed_mid_batch_again_and_again_ends_exactly_once(
         )
         assert done.returncode == 0, done.stderr[-2000:]
         assert position(db) == head
+        if split:
+            assert "a second runner process catches up" in out.read_text()
         tables = live_tables(db)
 
     assert counting_totals(tables["rm_counting_topics"]) == log_totals(marketplace.app)

@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 from projection_helpers import (
     CountingProjection,
+    Exploding,
     MembersProjection,
     OpenRunner,
     UnitsProjection,
@@ -33,7 +34,7 @@ from marketplace.bootstrap import Marketplace
 from marketplace.config import Config
 from projections import views
 from projections.audit import AuditProjection
-from projections.base import INT, TEXT, Insert, Op, Projection, ProjectionError, Recorded, Table
+from projections.base import INT, Insert, Op, Projection, ProjectionError, Recorded, Table
 from projections.db import read_frame, scan_frame
 from projections.runner import Runner, wait_for_position
 
@@ -205,18 +206,6 @@ def test_wait_for_can_drive_the_catch_up_itself(marketplace: Marketplace, open_r
     nid = populate(marketplace.parties, 0, 2)
     assert runner.wait_for(nid, timeout=10, drive=True)
     assert runner.lag() == {"members": 0}
-
-
-class Exploding(Projection):
-    """Fails on the third event it sees: a bug in one read model."""
-
-    name = "exploding"
-    tables = (Table("rm_exploding_rows", {"id": INT, "topic": TEXT}, key=("id",)),)
-
-    def apply(self, event: Recorded) -> Iterable[Op]:
-        if event.notification_id == 3:
-            raise KeyError("no such attribute")
-        return (Insert("rm_exploding_rows", (event.notification_id, event.topic)),)
 
 
 class Duplicating(Projection):

@@ -91,6 +91,12 @@ class SQLEventLog(EventLog):
                 params.extend(topics)
         params.append(limit)
         with self.db.lock:
+            if self.db.dialect == "postgres":
+                # Binary rows and a prepared statement: about twice as fast as text rows,
+                # whose hex-encoded ``state`` the driver has to decode.
+                with self.db.conn.cursor(binary=True) as cur:  # type: ignore[attr-defined]
+                    cur.execute(sql + self._order, params, prepare=True)
+                    return list(cur.fetchall())
             cur = self.db.cursor()
             try:
                 cur.execute(sql + self._order, params)

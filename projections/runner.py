@@ -56,7 +56,7 @@ from projections.base import (
 from projections.db import TRACKING_TABLE, Database, OpWriter, Plan, connect, read_frame
 from projections.log import EventLog
 from projections.mapping import BatchMapper
-from projections.worker import SAMPLE, HelperRunner, HelperUnavailable, partition, weights
+from projections.worker import SAMPLE, HelperRunner, Outcome, partition, weights
 
 if TYPE_CHECKING:
     from eventsourcing.application import Application
@@ -357,7 +357,14 @@ class Runner:
                 helper.wait()
             raise
         if helper is not None:
-            read = max(read, self._join(helper, progress, stop))
+            outcome = self._join(helper, progress, stop)
+            if outcome.unavailable is None:
+                read = max(read, outcome.read)
+            else:  # it could not start: its share is done here, after this process's own
+                log.info("no helper runner (%s): catching up %s here", outcome.unavailable,
+                         ", ".join(p.name for p in helper.projections))
+                read = max(read, self._catch_up_here(helper.projections, limit, upto, progress, raise_errors, stop,
+                                                     on_batch))
         self._finish_indexes(chosen)
         return read
 
@@ -419,14 +426,14 @@ class Runner:
         try:
             helper = HelperRunner(self.config, theirs, batch_size=self.batch_size, upto=upto,
                                   raise_errors=raise_errors)
-        except (HelperUnavailable, pickle.PicklingError, AttributeError, TypeError) as exc:
-            log.info("catching up in one process: no helper runner (%s)", exc)
+        except (pickle.PicklingError, AttributeError, TypeError) as exc:  # defined where no process imports it
+            log.info("catching up in one process: no helper runner (%r)", exc)
             return None
         log.info("%d notifications behind: a second runner process catches up %s", head - start,
                  ", ".join(p.name for p in theirs))
         return helper
 
-    def _join(self, helper: HelperRunner, progress: Progress | None, stop: threading.Event | None) -> int:
+    def _join(self, helper: HelperRunner, progress: Progress | None, stop: threading.Event | None) -> Outcome:
         """Wait for the helper runner; take over its failures; raise its error."""
         if stop is not None and stop.is_set():
             helper.stop()
@@ -439,7 +446,7 @@ class Runner:
             if outcome.refused:
                 raise ProjectionError(outcome.error)
             raise RuntimeError(f"the helper runner process failed: {outcome.error}")
-        return outcome.read
+        return outcome
 
     def _eligible(self, chosen: Sequence[Projection], raise_errors: bool) -> list[Projection]:
         eligible = []

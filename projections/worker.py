@@ -62,10 +62,6 @@ def weights(topics: Sequence[str], projections: Sequence[Projection]) -> dict[st
     return {p.name: sum(n for topic, n in counts.items() if p.handles(topic)) for p in projections}
 
 
-class HelperUnavailable(Exception):
-    """A helper runner could not start (a projection it cannot import, a store it cannot open)."""
-
-
 @dataclass
 class Outcome:
     """How the helper's catch-up ended."""
@@ -75,6 +71,9 @@ class Outcome:
     #: a ProjectionError's message (raised again by the runner), or a crash's
     error: str | None = None
     refused: bool = False
+    #: why the helper could not start (a projection it cannot import, a store it cannot open):
+    #: its projections are then caught up by the runner that started it
+    unavailable: str | None = None
 
 
 class HelperRunner:
@@ -92,19 +91,13 @@ class HelperRunner:
             [sys.executable, "-c", _MAIN], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
         )
         assert self.process.stdin is not None and self.process.stdout is not None
-        try:
+        with contextlib.suppress(OSError):  # a helper that died at once reports nothing: see ``wait``
             self.process.stdin.write(setup)
             self.process.stdin.flush()
-            first = self.process.stdout.readline().decode().strip()
-        except OSError:
-            first = ""
-        if first != "ready":  # it cannot import a projection, or open the store: no helper then
-            self.stop()
-            self.process.wait()
-            raise HelperUnavailable(first or f"the helper runner process ended with code {self.process.returncode}")
         #: the helper's last committed position (0 until its first batch)
         self.position = 0
-        self._outcome: Outcome | None = None
+        #: how its catch-up ended, once it has (see ``wait``)
+        self.outcome: Outcome | None = None
         self._reader = threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True)
         self._reader.start()
 
@@ -115,7 +108,9 @@ class HelperRunner:
                 self.position = int(rest)
             elif kind == "done":
                 data = json.loads(rest)
-                self._outcome = Outcome(data["read"], data["failed"], data.get("error"), data.get("refused", False))
+                self.outcome = Outcome(data["read"], data["failed"], data.get("error"), data.get("refused", False))
+            elif kind == "unavailable":
+                self.outcome = Outcome(unavailable=rest)
 
     def stop(self) -> None:
         """Ask the helper to stop after the batch in hand."""
@@ -139,10 +134,9 @@ class HelperRunner:
         if progress is not None and self.position != reported:
             progress(self.position)
         self.stop()
-        if self._outcome is None:
-            return Outcome(error=f"the helper runner process ended with code {self.process.returncode} "
-                                 "before reporting")
-        return self._outcome
+        if self.outcome is None:
+            self.outcome = Outcome(unavailable=f"the helper runner process ended with code {self.process.returncode}")
+        return self.outcome
 
 
 # -- the helper's side -----------------------------------------------------------------------------
@@ -173,7 +167,7 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> int:
         config, projections, batch_size, upto, raise_errors = pickle.load(stdin)
         runner = Runner.open(config, projections, batch_size=batch_size, process_lag=None)
     except Exception as exc:
-        say(f"unavailable: {exc!r}")
+        say(f"unavailable {exc!r}")
         return 1
     say("ready")
     stop = threading.Event()

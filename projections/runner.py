@@ -349,8 +349,10 @@ class Runner:
         if helper is not None and progress is not None:
             def track(position: int, head: int) -> None:  # the slower of the two runners
                 progress(min(position, helper.position), head)
+        head, start = self._backlog(mine, upto, raise_errors)
         try:
-            read = self._catch_up_here(mine, limit, upto, track, raise_errors, stop, on_batch)
+            with self.db.bulk(head - start > DEFER_INDEXES_LAG):
+                read = self._catch_up_here(mine, limit, upto, track, raise_errors, stop, on_batch)
         except BaseException:
             if helper is not None:
                 helper.stop()
@@ -412,9 +414,7 @@ class Runner:
         if self.process_lag is None or self.config is None or len(chosen) < 2:
             return None
         eligible = self._eligible(chosen, raise_errors)
-        head = self.log.max_id() if upto is None else min(upto, self.log.max_id())
-        positions = self.db.positions()
-        start = min((positions.get(p.name, (0, 0))[1] for p in eligible), default=head)
+        head, start = self._backlog(eligible, upto, raise_errors)
         if head - start <= self.process_lag:
             return None
         sample = [row[3] for row in self.log.read(start, head, SAMPLE)]
@@ -432,6 +432,13 @@ class Runner:
         log.info("%d notifications behind: a second runner process catches up %s", head - start,
                  ", ".join(p.name for p in theirs))
         return helper
+
+    def _backlog(self, chosen: Sequence[Projection], upto: int | None, raise_errors: bool) -> tuple[int, int]:
+        """``(head, start)``: where the log ends (or ``upto``) and the lowest position among ``chosen``."""
+        head = self.log.max_id() if upto is None else min(upto, self.log.max_id())
+        positions = self.db.positions()
+        start = min((positions.get(p.name, (0, 0))[1] for p in chosen), default=head)
+        return head, min(start, head)
 
     def _join(self, helper: HelperRunner, progress: Progress | None, stop: threading.Event | None) -> Outcome:
         """Wait for the helper runner; take over its failures; raise its error."""

@@ -2,28 +2,31 @@
 
 Value: seconds for ``sy.query(...).collect()`` to return a 1M-row (at scale 1.0) Polars
 DataFrame through the SDK's real code path: token from ``/oauth/token``, ``POST
-/v1/products/{id}/query`` with ``Accept: application/vnd.apache.arrow.stream;
-codecs="lz4, zstd"``, the server encoding the frame on every request with the API's own
-``marketplace.api.queries.arrow_response`` (LZ4-compressed IPC buffers, streamed batch by
-batch), uvicorn (httptools, uvloop) in a separate process on loopback, the SDK decoding
-the stream as it arrives (``marketplace.client.arrow.read_frame``). The frame it returns
-is checked equal to the frame the server holds, and so is the frame an old client gets
-that asks for a plain stream.
+/v1/products/{id}/query`` with the SDK's ``Accept`` (``application/vnd.apache.arrow.stream;
+codecs="lz4, zstd"; narrow=1``), the server encoding the frame on every request with the
+API's own ``marketplace.api.queries.arrow_response`` (integer and temporal columns
+narrowed, LZ4 where it pays, streamed batch by batch), uvicorn (httptools, uvloop) in a
+separate process on loopback, the SDK decoding the stream as it arrives and casting the
+narrowed columns back (``marketplace.client.arrow.read_frame``). The frame it returns is
+checked equal to the frame the server holds, and so is the frame an old client gets that
+asks for a plain stream.
 
 Baselines (all read in this process from a local file, warm page cache, no network, no server):
 
-* TARGET line ``..._vs_local_read_of_same_lz4_stream``: the very bytes the SDK receives
-  (the same LZ4-compressed stream, same batches) read from a local file with the fastest
-  local reader: the smaller of ``pl.read_ipc_stream(path)`` and the SDK's own decoder
-  over the file. Same bytes, same decompression work, so the ratio is what the network
-  path (per-request encoding, HTTP, loopback) adds.
-* info ``..._vs_local_read_uncompressed``: ``pl.read_ipc_stream`` of a plain (uncompressed)
-  stream of the same frame, the baseline this benchmark used before compression; a plain
-  local file is memory-mapped, so this read does almost no work and no HTTP transfer of
-  36 MB can come near it (the kernel alone moves 36 MB over loopback in 45-60 ms here).
-* info ``..._vs_local_pl_read_of_same_lz4_stream``: ``pl.read_ipc_stream`` alone on the LZ4 file.
-* info ``..._vs_plain_http_transfer``: an httpx GET of the same LZ4 bytes already encoded
-  (what moving them over loopback HTTP costs by itself).
+* TARGET line ``..._vs_local_read_of_same_stream``: the very bytes the SDK receives
+  (checked equal to an HTTP response to the SDK's ``Accept``) read from a local file
+  with the fastest local reader doing the same decoding work: the smaller of the SDK's
+  own decoder over the file and ``pl.read_ipc_stream(path)`` followed by the same
+  ``Restoration`` cast back. Same bytes, same decompression and cast-back work, so the
+  ratio is what the network path (per-request encoding, HTTP, loopback) adds.
+* info ``..._vs_local_read_of_unnarrowed_lz4_stream``: the same fastest local read of the
+  LZ4 stream of the frame without narrowing (the target baseline before narrowing).
+* info ``..._vs_local_read_uncompressed``: ``pl.read_ipc_stream`` of a plain (uncompressed,
+  not narrowed) stream of the same frame; a plain local file is memory-mapped, so this
+  read does almost no work.
+* info ``..._vs_local_pl_read_of_same_stream``: ``pl.read_ipc_stream`` (plus the cast back) alone.
+* info ``..._vs_plain_http_transfer``: an httpx GET (with the SDK's large socket reads) of
+  the same bytes already encoded (what moving them over loopback HTTP costs by itself).
 * info ``old_client_plain_stream_...``: an old client (plain ``Accept``, ``pl.read_ipc_stream``
   of the whole body), against the uncompressed local read.
 * the target line again at 100k rows, the largest result the real API can return.
@@ -36,18 +39,21 @@ not the sandbox (``sandbox_groupby``) or metering (``api_metering``).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterable, Callable, Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.ipc as ipc
 from polars.testing import assert_frame_equal
 
 from benchmarks import Result, best_of, result
@@ -82,7 +88,8 @@ def make_app(path: Path) -> object:
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    from marketplace.api.queries import arrow_media_type, arrow_response, arrow_stream
+    from marketplace.api.queries import arrow_response
+    from marketplace.client.arrow import ACCEPT_ARROW
 
     data = pl.read_ipc_stream(path)
 
@@ -98,15 +105,47 @@ def make_app(path: Path) -> object:
                                                      headers)
         return response
 
-    encoded = arrow_stream(data, "lz4")
+    encoded, media_type = sdk_body(data, ACCEPT_ARROW)
 
     async def raw(request: Request) -> Response:
-        """The same bytes, encoded once: what moving them over loopback HTTP costs by itself."""
-        return Response(encoded, 200, media_type=arrow_media_type("lz4"))
+        """The same bytes the SDK gets, encoded once: what moving them over loopback HTTP costs by itself."""
+        return Response(encoded, 200, media_type=media_type)
 
     return Starlette(routes=[Route("/oauth/token", token, methods=["POST"]),
                              Route("/v1/products/{product_id}/query", query, methods=["POST"]),
                              Route("/raw", raw, methods=["GET"])])
+
+
+def sdk_body(data: pl.DataFrame, accept: str) -> tuple[bytes, str]:
+    """The body and ``Content-Type`` the API's ``arrow_response`` sends for ``accept``."""
+    from starlette.responses import StreamingResponse
+
+    from marketplace.api.queries import arrow_response
+
+    response = arrow_response(data, accept, {})
+    if isinstance(response, StreamingResponse):
+        async def drain(chunks: AsyncIterable[str | bytes | memoryview]) -> bytes:
+            return b"".join([chunk if isinstance(chunk, bytes) else bytes(chunk, "latin-1")
+                             if isinstance(chunk, str) else bytes(chunk) async for chunk in chunks])
+
+        body = asyncio.run(drain(response.body_iterator))
+    else:
+        body = bytes(response.body)
+    return body, response.headers["content-type"]
+
+
+def local_reads(path: Path) -> dict[str, Callable[[], pl.DataFrame]]:
+    """The local readers of a stream file that do the SDK's decoding work: its own decoder, and Polars' reader
+    followed by the same cast back of narrowed columns."""
+    from marketplace.client.arrow import Restoration, read_frame
+
+    def polars() -> pl.DataFrame:
+        with pa.memory_map(str(path)) as source:
+            restoration = Restoration.of(ipc.open_stream(source).schema)
+        frame = pl.read_ipc_stream(path)
+        return frame if restoration is None else restoration.apply(frame)
+
+    return {"sdk": lambda: read_frame(_file_chunks(path)), "pl": polars}
 
 
 def _free_port() -> int:
@@ -150,11 +189,12 @@ def _keep_best(times: dict[str, float], key: str, value: float) -> None:
 def _measure(rows: int, workdir: Path, repeats: int, *, full: bool) -> dict[str, float]:
     from marketplace.api.queries import arrow_stream
     from marketplace.client import Client, WorkspaceConfig
-    from marketplace.client.arrow import read_frame
+    from marketplace.client.arrow import ACCEPT_ARROW
     from marketplace.client.config import write_secret
+    from marketplace.client.transport import with_large_reads
 
     expected = frame(rows)
-    plain, lz4 = workdir / f"result-{rows}.arrows", workdir / f"result-{rows}-lz4.arrows"
+    plain, lz4, same = (workdir / f"result-{rows}{kind}.arrows" for kind in ("", "-lz4", "-sdk"))
     plain.write_bytes(arrow_stream(expected))
     lz4.write_bytes(arrow_stream(expected, "lz4"))
     secret = workdir / "client_secret"
@@ -166,7 +206,8 @@ def _measure(rows: int, workdir: Path, repeats: int, *, full: bool) -> dict[str,
         builder = sy.query(PRODUCT).select(*COLUMNS)
         assert_frame_equal(builder.collect(), expected)
         assert sy.last_result is not None and sy.last_result.meta.rows_out == rows
-        with httpx.Client(base_url=url, timeout=120) as http:
+        with httpx.Client(base_url=url, timeout=120) as http, \
+                with_large_reads(httpx.Client(base_url=url, timeout=120)) as sdk_http:
             def old_client() -> pl.DataFrame:
                 response = http.post(f"/v1/products/{PRODUCT}/query", content=b"{}",
                                      headers={"Accept": PLAIN, "Authorization": "Bearer bench"})
@@ -174,13 +215,22 @@ def _measure(rows: int, workdir: Path, repeats: int, *, full: bool) -> dict[str,
                 return pl.read_ipc_stream(response.content)
 
             assert_frame_equal(old_client(), expected)
+            # the very bytes the SDK gets (category codes, hence dictionaries, depend on the server process)
+            sent = http.post(f"/v1/products/{PRODUCT}/query", content=b"{}",
+                             headers={"Accept": ACCEPT_ARROW, "Authorization": "Bearer bench"})
+            same.write_bytes(sent.content)
+            reads_same, reads_lz4 = local_reads(same), local_reads(lz4)
+            for read in (*reads_same.values(), *reads_lz4.values()):
+                assert_frame_equal(read(), expected)
             for _ in range(2):  # interleaved, so that a burst of load on the machine hits all alike
                 _keep_best(times, "sdk", best_of(repeats, builder.collect))
-                _keep_best(times, "local_lz4_pl", best_of(repeats, lambda: pl.read_ipc_stream(lz4)))
-                _keep_best(times, "local_lz4_sdk", best_of(repeats, lambda: read_frame(_file_chunks(lz4))))
+                for name, read in reads_same.items():
+                    _keep_best(times, f"local_same_{name}", best_of(repeats, read))
+                for name, read in reads_lz4.items():
+                    _keep_best(times, f"local_lz4_{name}", best_of(repeats, read))
                 _keep_best(times, "local_plain", best_of(repeats, lambda: pl.read_ipc_stream(plain)))
                 if full:
-                    _keep_best(times, "transfer", best_of(repeats, lambda: http.get("/raw").content))
+                    _keep_best(times, "transfer", best_of(repeats, lambda: sdk_http.get("/raw").content))
                     _keep_best(times, "old_client", best_of(repeats, old_client))
         sy.close()
     finally:
@@ -194,20 +244,24 @@ def run(scale: float = 1.0) -> list[Result]:
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="sdk-arrow-") as tmp:
         t = _measure(rows, Path(tmp), repeats=4, full=True)
-        same = min(t["local_lz4_pl"], t["local_lz4_sdk"])
+        same = min(t["local_same_sdk"], t["local_same_pl"])
         name = f"sdk_arrow_http_{rows}_rows"
-        results.append(result(f"{name}_vs_local_read_of_same_lz4_stream", t["sdk"], "s", same, TARGET))
+        results.append(result(f"{name}_vs_local_read_of_same_stream", t["sdk"], "s", same, TARGET))
+        results.append(result(f"{name}_vs_local_read_of_unnarrowed_lz4_stream", t["sdk"], "s",
+                              min(t["local_lz4_sdk"], t["local_lz4_pl"]), "info"))
         results.append(result(f"{name}_vs_local_read_uncompressed", t["sdk"], "s", t["local_plain"], "info"))
-        results.append(result(f"{name}_vs_local_pl_read_of_same_lz4_stream", t["sdk"], "s", t["local_lz4_pl"],
+        results.append(result(f"{name}_vs_local_pl_read_of_same_stream", t["sdk"], "s", t["local_same_pl"],
                               "info"))
         results.append(result(f"{name}_vs_plain_http_transfer", t["sdk"], "s", t["transfer"], "info"))
         results.append(result(f"old_client_plain_stream_{rows}_rows_vs_local_read_uncompressed", t["old_client"],
                               "s", t["local_plain"], "info"))
         capped = min(rows, 100_000)
         t = _measure(capped, Path(tmp), repeats=6, full=False)
-        same = min(t["local_lz4_pl"], t["local_lz4_sdk"])
-        results.append(result(f"sdk_arrow_http_{capped}_rows_vs_local_read_of_same_lz4_stream", t["sdk"], "s", same,
+        same = min(t["local_same_sdk"], t["local_same_pl"])
+        results.append(result(f"sdk_arrow_http_{capped}_rows_vs_local_read_of_same_stream", t["sdk"], "s", same,
                               TARGET))
+        results.append(result(f"sdk_arrow_http_{capped}_rows_vs_local_read_of_unnarrowed_lz4_stream", t["sdk"], "s",
+                              min(t["local_lz4_sdk"], t["local_lz4_pl"]), "info"))
         results.append(result(f"sdk_arrow_http_{capped}_rows_vs_local_read_uncompressed", t["sdk"], "s",
                               t["local_plain"], "info"))
     return results

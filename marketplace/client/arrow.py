@@ -1,13 +1,19 @@
 """Reading a query result off the wire: Arrow IPC stream -> Polars, batch by batch as it arrives.
 
-The SDK asks for compressed IPC buffers (``Accept: application/vnd.apache.arrow.stream;
-codecs="lz4, zstd"``); a server that does not know the parameter sends a plain stream,
-which reads the same way (the stream itself says how its buffers are compressed).
+The SDK asks for compressed IPC buffers and narrowed columns (``Accept:
+application/vnd.apache.arrow.stream; codecs="lz4, zstd"; narrow=1``). The API compresses
+only where it pays, and narrows integer and temporal columns to the narrowest integer
+type that holds them (``marketplace.api.queries.wire_table``), with the original schema
+and each column's offset and scale in the stream's schema metadata; ``Restoration``
+casts every batch back, so the frame has exactly the released dtypes and values. A
+server that does not know the parameters sends a plain stream, which reads the same way
+(the stream itself says how its buffers are compressed and whether it was narrowed).
 
 pyarrow decodes (Polars' own IPC reader is several times slower on an in-memory stream
 and does not decompress in parallel) and ``pl.from_arrow`` wraps its buffers without
 copying. The body is read from the HTTP response as it arrives, so one batch is decoded
-while the next is still on the wire, and the body is never held twice in memory.
+(and cast back) while the next is still on the wire, and the body is never held twice
+in memory.
 
 A result either arrives whole or raises ``ResultUnreadable``: a connection cut mid-body,
 bytes that are not Arrow, or fewer rows than the API said it released (a stream cut at a
@@ -16,9 +22,14 @@ batch boundary looks well-formed to an IPC reader, so the row count is checked t
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
+import json
+import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import httpx
 import polars as pl
@@ -28,8 +39,11 @@ import pyarrow.ipc as ipc
 from marketplace.client.errors import ResultUnreadable
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
-#: What the SDK decodes, fastest first (the server picks the first it supports).
-ACCEPT_ARROW = f'{ARROW_STREAM}; codecs="lz4, zstd"'
+#: What the SDK decodes: codecs fastest first (the server picks the first it supports), and
+#: narrowed columns (``Restoration`` casts them back).
+ACCEPT_ARROW = f'{ARROW_STREAM}; codecs="lz4, zstd"; narrow=1'
+#: Schema metadata key of a narrowed stream (written by ``marketplace.api.queries.wire_table``).
+NARROWED_KEY = b"shuyun:narrowed"
 
 
 def is_arrow(content_type: str) -> bool:
@@ -41,8 +55,17 @@ def read_frame(chunks: Iterable[bytes], *, expected_rows: int | None = None, use
     """Decode an Arrow IPC stream given as byte chunks into a DataFrame, or raise ``ResultUnreadable``."""
     source = _ChunkFile(chunks)
     try:
-        table = ipc.open_stream(source).read_all()
-    except (pa.ArrowException, OSError, ValueError, httpx.HTTPError) as error:
+        reader = ipc.open_stream(source)
+        restoration = Restoration.of(reader.schema)
+        if restoration is None:
+            table = reader.read_all()
+            rows = table.num_rows
+            frame = pl.from_arrow(table, rechunk=False)
+        else:
+            parts = _restored(reader, restoration)
+            rows = sum(part.height for part in parts)
+            frame = pl.concat(parts, rechunk=False) if parts else restoration.empty()
+    except (pa.ArrowException, OSError, ValueError, httpx.HTTPError, pl.exceptions.PolarsError) as error:
         if source.failure is not None:
             raise ResultUnreadable(
                 f"the result stream was cut after {source.consumed} bytes ({source.failure}); the query was "
@@ -57,14 +80,138 @@ def read_frame(chunks: Iterable[bytes], *, expected_rows: int | None = None, use
             f"the result stream has {source.leftover} bytes after its end marker", code="result_corrupt",
             use_id=use_id,
         )
-    if expected_rows is not None and table.num_rows != expected_rows:
+    if expected_rows is not None and rows != expected_rows:
         raise ResultUnreadable(
-            f"the result stream ended after {table.num_rows} of the {expected_rows} rows the API released; "
+            f"the result stream ended after {rows} of the {expected_rows} rows the API released; "
             "the query was metered, running it again counts again", code="result_truncated", use_id=use_id,
         )
-    frame = pl.from_arrow(table, rechunk=False)
     assert isinstance(frame, pl.DataFrame)
     return frame
+
+
+def _restored(batches: Iterable[pa.RecordBatch], restoration: Restoration) -> list[pl.DataFrame]:
+    """Each batch cast back, in a worker thread while the next batch is still arriving.
+
+    Polars casts without the GIL, so receiving (Python, httpx) and casting back overlap.
+    Once the stream has ended, this thread casts back, newest first, every batch the
+    worker has not started yet (the worker keeps going from the oldest), so the two
+    finish together; the only batch of a small result never leaves this thread.
+    """
+    queued: list[tuple[Future[pl.DataFrame], pa.RecordBatch]] = []
+    pending: pa.RecordBatch | None = None
+    try:
+        for batch in batches:
+            if pending is not None:
+                queued.append((_worker().submit(_restore, restoration, pending), pending))
+            pending = batch
+        last = [] if pending is None else [_restore(restoration, pending)]
+        here: dict[int, pl.DataFrame] = {}
+        for index in reversed(range(len(queued))):
+            future, batch = queued[index]
+            if not future.cancel():
+                break  # the worker has it, so it has the older ones too
+            here[index] = _restore(restoration, batch)
+        return [here[i] if i in here else future.result() for i, (future, _) in enumerate(queued)] + last
+    finally:
+        for future, _ in queued:
+            future.cancel()
+
+
+def _restore(restoration: Restoration, batch: pa.RecordBatch) -> pl.DataFrame:
+    return restoration.apply(_frame(batch))
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _worker() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shuyun-arrow")
+        return _pool
+
+
+_INTEGERS: dict[pa.DataType, pl.DataType] = {
+    pa.int16(): pl.Int16(), pa.int32(): pl.Int32(), pa.int64(): pl.Int64(),
+    pa.uint16(): pl.UInt16(), pa.uint32(): pl.UInt32(), pa.uint64(): pl.UInt64(),
+}
+
+
+def _polars_type(kind: pa.DataType) -> pl.DataType:
+    """The Polars dtype of a narrowed column's original Arrow type (the types the API narrows), or ValueError."""
+    if kind in _INTEGERS:
+        return _INTEGERS[kind]
+    if kind == pa.date32():
+        return pl.Date()
+    if pa.types.is_timestamp(kind):
+        return pl.Datetime(kind.unit, kind.tz)
+    if pa.types.is_duration(kind):
+        return pl.Duration(kind.unit)
+    if kind == pa.time64("ns"):
+        return pl.Time()
+    raise ValueError(f"the stream says a column of type {kind} was narrowed; the API narrows no such type")
+
+
+def _frame(data: pa.RecordBatch | pa.Table) -> pl.DataFrame:
+    frame = pl.from_arrow(data, rechunk=False)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+class Restoration:
+    """How a narrowed stream's columns turn back into the released ones: ``wire * scale + offset``, cast.
+
+    Built from the stream's schema metadata (the original schema, serialized, and each
+    narrowed column's ``[offset, scale]``); metadata that does not describe the stream's
+    own columns raises ``ValueError`` (a corrupt stream).
+    """
+
+    def __init__(self, original: pa.Schema, columns: Mapping[str, tuple[int, int]]) -> None:
+        self.original = original
+        self.columns = dict(columns)
+        self._exprs = [self._restored(field.name, _polars_type(field.type)) if field.name in self.columns
+                       else pl.col(field.name) for field in original]
+
+    @classmethod
+    def of(cls, schema: pa.Schema) -> Restoration | None:
+        """The restoration a stream's schema asks for, or None for a stream that was not narrowed."""
+        note = (schema.metadata or {}).get(NARROWED_KEY)
+        if note is None:
+            return None
+        try:
+            parsed = json.loads(note)
+            original = ipc.read_schema(pa.py_buffer(base64.b64decode(parsed["schema"], validate=True)))
+            columns = {str(name): (int(offset), int(scale)) for name, (offset, scale) in parsed["columns"].items()}
+        except (ValueError, TypeError, KeyError, AttributeError, binascii.Error, pa.ArrowException) as error:
+            raise ValueError(f"the stream's narrowing metadata is unreadable ({error})") from None
+        if original.names != schema.names or not set(columns) <= set(schema.names):
+            raise ValueError("the stream's narrowing metadata names other columns than the stream has")
+        if any(scale < 1 for _, scale in columns.values()):
+            raise ValueError("the stream's narrowing metadata has a scale below 1")
+        return cls(original, columns)
+
+    def _restored(self, name: str, dtype: pl.DataType) -> pl.Expr:
+        column = pl.col(name)
+        offset, scale = self.columns[name]
+        if dtype.is_integer() and offset == 0 and scale == 1:
+            return column.cast(dtype)
+        exact = pl.UInt64 if dtype == pl.UInt64 else pl.Int64
+        value = column.cast(exact)
+        if scale != 1:
+            value = value * pl.lit(scale, exact)
+        if offset:
+            value = value + pl.lit(offset, exact)
+        return value.cast(dtype)
+
+    def apply(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """``frame`` (a narrowed batch, as Polars reads it) with the released dtypes and values."""
+        return frame.select(self._exprs)
+
+    def empty(self) -> pl.DataFrame:
+        """The released frame of a result without rows."""
+        return _frame(self.original.empty_table())
 
 
 class _ChunkFile(io.RawIOBase):

@@ -32,6 +32,7 @@ from marketplace.client.errors import (
     from_problem,
 )
 from marketplace.client.query import QueryBuilder
+from marketplace.client.transport import with_large_reads
 
 #: refresh this many seconds before the token's expiry, so a request never races it
 REFRESH_MARGIN = 30.0
@@ -102,7 +103,7 @@ class Client:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
-        self._http = http or httpx.Client(base_url=config.api_url, timeout=timeout)
+        self._http = http or with_large_reads(httpx.Client(base_url=config.api_url, timeout=timeout))
         self._clock = clock
         self._token: str | None = None
         self._expires_at = 0.0

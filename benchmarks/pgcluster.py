@@ -14,6 +14,12 @@ from pathlib import Path
 PG_BIN = Path(os.environ.get("SHUYUN_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 
+#: What a deployment sized for a city's log sets (PostgreSQL's defaults suit a laptop): room for
+#: a rebuild's writes between checkpoints (each checkpoint makes the next write of every page
+#: log the whole page again), and a buffer cache that holds the read models being built.
+SERVER_SETTINGS = "-c shared_buffers=512MB -c max_wal_size=8GB -c checkpoint_timeout=30min"
+
+
 def _as_user(cmd: list[str]) -> list[str]:
     # pg_ctl and initdb refuse root: map to an unprivileged uid in a user namespace.
     if os.getuid() == 0:
@@ -40,7 +46,7 @@ def throwaway_postgres() -> Iterator[str]:
     subprocess.run(_as_user([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"]),
                    check=True, capture_output=True)
     subprocess.run(_as_user([str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "log"), "-o",
-                             f"-p {port} -k {root} -h 127.0.0.1 -c fsync=on", "start"]),
+                             f"-p {port} -k {root} -h 127.0.0.1 -c fsync=on {SERVER_SETTINGS}", "start"]),
                    check=True, capture_output=True)
     try:
         subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-c",

@@ -12,12 +12,11 @@ rows.
 ``version`` bumps, ``rebuild`` and missing tables all reset a projection to position 0
 (drop, create, track from zero) in one transaction; every runner then follows from there.
 
-A bulk catch-up (a rebuild, a runner far behind) commits in a writer process
-(``projections.writer``) while the runner maps the next batch, assuming the write
-succeeds; if it does not, the assumption shows as a lost batch and the runner re-reads
-its positions. Small catch-ups commit in the runner's own thread, with no process to
-start. A ``Runner`` may be shared by threads (a page asking for ``lag`` while another
-thread runs ``run_forever``): its connections take one transaction at a time.
+A long catch-up (a rebuild, a runner far behind) shares its projections with a second
+runner process (``projections.worker``), each on its own core and its own tracking rows,
+so exactly-once holds as for any two runners. A ``Runner`` may be shared by threads (a
+page asking for ``lag`` while another thread runs ``run_forever``): its connections take
+one transaction at a time.
 """
 
 from __future__ import annotations
@@ -349,7 +348,7 @@ class Runner:
         if helper is not None and progress is not None:
             def track(position: int, head: int) -> None:  # the slower of the two runners
                 progress(min(position, helper.position), head)
-        head, start = self._backlog(mine, upto, raise_errors)
+        head, start = self._backlog(mine, upto)
         try:
             with self.db.bulk(head - start > DEFER_INDEXES_LAG):
                 read = self._catch_up_here(mine, limit, upto, track, raise_errors, stop, on_batch)
@@ -414,7 +413,7 @@ class Runner:
         if self.process_lag is None or self.config is None or len(chosen) < 2:
             return None
         eligible = self._eligible(chosen, raise_errors)
-        head, start = self._backlog(eligible, upto, raise_errors)
+        head, start = self._backlog(eligible, upto)
         if head - start <= self.process_lag:
             return None
         sample = [row[3] for row in self.log.read(start, head, SAMPLE)]
@@ -433,7 +432,7 @@ class Runner:
                  ", ".join(p.name for p in theirs))
         return helper
 
-    def _backlog(self, chosen: Sequence[Projection], upto: int | None, raise_errors: bool) -> tuple[int, int]:
+    def _backlog(self, chosen: Sequence[Projection], upto: int | None) -> tuple[int, int]:
         """``(head, start)``: where the log ends (or ``upto``) and the lowest position among ``chosen``."""
         head = self.log.max_id() if upto is None else min(upto, self.log.max_id())
         positions = self.db.positions()

@@ -202,30 +202,6 @@ class Codec:
         self.cipher = getattr(mapper, "cipher", None)
         self.compressor = getattr(mapper, "compressor", None)
 
-    def recipe(self) -> str | None:
-        """How another process builds this same codec (``from_recipe``), or None if it cannot.
-
-        A codec with a cipher or compressor holds keys and settings that stay in this
-        process; the marketplace's own mapper is rebuilt from code (``log_transcoder``).
-        """
-        if self.cipher is not None or self.compressor is not None:
-            return None
-        if self.mapper is None:
-            return "plain"
-        from marketplace.store import LogTranscoder
-
-        return "marketplace" if type(getattr(self.mapper, "transcoder", None)) is LogTranscoder else None
-
-    @classmethod
-    def from_recipe(cls, recipe: str) -> Codec:
-        if recipe == "plain":
-            return cls(None)
-        from eventsourcing.persistence import Mapper
-
-        from marketplace.store import log_transcoder
-
-        return cls(Mapper(transcoder=log_transcoder()))
-
     def plaintext(self, state: bytes) -> bytes:
         """The stored event's JSON, decrypted and decompressed."""
         if self.cipher is not None:

@@ -1,9 +1,8 @@
 """Mapping a slice of the log to row operations: the pure part of a batch.
 
 A batch is read, mapped (here), planned and committed in one transaction with the
-tracking positions (the runner). Mapping reads nothing and writes nothing, so it can run
-in the runner's own thread or in a mapping process (``projections.worker``) with the
-same result.
+tracking positions (the runner). Mapping reads nothing and writes nothing: whatever a
+projection's ``apply`` raises is that projection's failure, named with the notification.
 """
 
 from __future__ import annotations

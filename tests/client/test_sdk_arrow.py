@@ -28,9 +28,6 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 from polars.testing.parametric import dataframes
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 with warnings.catch_warnings():  # starlette's TestClient over httpx (not httpx2) warns on import
     warnings.simplefilter("ignore")
@@ -45,17 +42,19 @@ from marketplace.api.queries import (  # noqa: E402
     ARROW_STREAM,
     arrow_chunks,
     arrow_codec,
-    arrow_response,
     arrow_stream,
 )
 from marketplace.client import Client, ResultUnreadable, WorkspaceConfig  # noqa: E402
 from marketplace.client.arrow import ACCEPT_ARROW, is_arrow, read_frame  # noqa: E402
-from marketplace.client.config import write_secret  # noqa: E402
-
-PRODUCT = "0b7a3f8e-1d5c-4c1e-9a51-6f0f2b9f1a11"
-#: What the SDK asked for before it restored narrowed columns: codecs only.
-CODECS_ONLY = f'{ARROW_STREAM}; codecs="lz4, zstd"'
-DISTRICTS = ["昆都仑区", "青山区", "东河区", "九原区"]
+from tests.client.arrow_support import (  # noqa: E402
+    CODECS_ONLY,
+    DISTRICTS,
+    PRODUCT,
+    app_serving,
+    sdk_client,
+    secret_in,
+    serving,
+)
 
 
 def result(rows: int = 5000) -> pl.DataFrame:
@@ -69,14 +68,6 @@ def result(rows: int = 5000) -> pl.DataFrame:
         "label": [f"户{i}" for i in range(rows)],
         "weekend": [i % 7 in (5, 6) for i in range(rows)],
     })
-
-
-def app_serving(frame: pl.DataFrame, headers: dict[str, str] | None = None) -> Starlette:
-    async def query(request: Request) -> Response:
-        return arrow_response(frame, request.headers.get("accept", ""),
-                              {"X-Shuyun-Rows-Out": str(frame.height), **(headers or {})})
-
-    return Starlette(routes=[Route("/q", query, methods=["POST"])])
 
 
 # -- negotiation -------------------------------------------------------------------------------------
@@ -167,8 +158,7 @@ def test_the_decoder_does_not_care_how_the_body_is_cut_into_chunks(size: int) ->
 
 
 def sdk_over(app: Starlette, secret_file: Path, transport: httpx.BaseTransport | None = None) -> Client:
-    config = WorkspaceConfig(api_url="http://api.test", client_id="c1", secret_file=secret_file)
-    return Client(config, http=httpx.Client(base_url="http://api.test", transport=transport or TokenTransport(app)))
+    return sdk_client(transport or TokenTransport(app), secret_file)
 
 
 class TokenTransport(httpx.BaseTransport):
@@ -188,9 +178,7 @@ class TokenTransport(httpx.BaseTransport):
 
 @pytest.fixture
 def secret_file(tmp_path: Path) -> Path:
-    path = tmp_path / "client_secret"
-    write_secret(path, "s3cret")
-    return path
+    return secret_in(tmp_path)
 
 
 def test_the_sdk_negotiates_lz4_and_returns_the_released_frame(secret_file: Path,
@@ -230,19 +218,6 @@ class CutStream(httpx.SyncByteStream):
     def __iter__(self) -> Iterator[bytes]:
         yield self.body[: self.keep]
         raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
-
-
-def serving(body: bytes | httpx.SyncByteStream, rows: int) -> httpx.MockTransport:
-    def api(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/oauth/token":
-            return httpx.Response(200, json={"access_token": "t", "token_type": "Bearer", "expires_in": 300})
-        headers = {"content-type": f"{ARROW_STREAM}; codecs=lz4", "x-shuyun-rows-out": str(rows),
-                   "x-shuyun-use-id": "use-1"}
-        if isinstance(body, bytes):
-            return httpx.Response(200, headers=headers, content=body)
-        return httpx.Response(200, headers=headers, stream=body)
-
-    return httpx.MockTransport(api)
 
 
 def batches_of(frame: pl.DataFrame) -> tuple[bytes, list[int]]:

@@ -31,10 +31,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 from polars.testing.parametric import dataframes
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 with warnings.catch_warnings():  # starlette's TestClient over httpx (not httpx2) warns on import
     warnings.simplefilter("ignore")
@@ -52,19 +48,23 @@ from marketplace.api.queries import (  # noqa: E402
     arrow_chunks,
     arrow_codec,
     arrow_narrow,
-    arrow_response,
     arrow_stream,
     wire_table,
 )
 from marketplace.client import Client, ResultUnreadable, WorkspaceConfig  # noqa: E402
 from marketplace.client import arrow as sdk_arrow  # noqa: E402
 from marketplace.client.arrow import ACCEPT_ARROW, Restoration, read_frame  # noqa: E402
-from marketplace.client.config import write_secret  # noqa: E402
 from marketplace.client.transport import READ_BYTES, LargeReads, LargeReadStream, with_large_reads  # noqa: E402
+from tests.client.arrow_support import (  # noqa: E402
+    CODECS_ONLY,
+    DISTRICTS,
+    PRODUCT,
+    app_serving,
+    sdk_client,
+    secret_in,
+    serving,
+)
 
-PRODUCT = "0b7a3f8e-1d5c-4c1e-9a51-6f0f2b9f1a11"
-CODECS_ONLY = f'{ARROW_STREAM}; codecs="lz4, zstd"'
-DISTRICTS = ["昆都仑区", "青山区", "东河区", "九原区"]
 I64 = (-(2**63), 2**63 - 1)
 
 
@@ -112,13 +112,6 @@ def extremes() -> pl.DataFrame:
         "amount": pl.Series(["1.25", None, "-3.00", "0.01"]).str.to_decimal(scale=2),
         "all_null": pl.Series([None, None, None, None], dtype=pl.Int64),
     })
-
-
-def app_serving(frame: pl.DataFrame) -> Starlette:
-    async def query(request: Request) -> Response:
-        return arrow_response(frame, request.headers.get("accept", ""), {"X-Shuyun-Rows-Out": str(frame.height)})
-
-    return Starlette(routes=[Route("/q", query, methods=["POST"])])
 
 
 def narrowed_body(frame: pl.DataFrame, codec: str | None = None, rows: int | None = None) -> bytes:
@@ -346,31 +339,17 @@ def test_the_sdk_gets_lz4_where_it_pays() -> None:
     assert_frame_equal(read_frame([response.content], expected_rows=frame.height), frame)
 
 
+NARROWED = f"{ARROW_STREAM}; narrow=1"
+
+
 @pytest.fixture
 def secret_file(tmp_path: Path) -> Path:
-    path = tmp_path / "client_secret"
-    write_secret(path, "s3cret")
-    return path
-
-
-def serving(body: bytes, rows: int, content_type: str = f"{ARROW_STREAM}; narrow=1") -> httpx.MockTransport:
-    def api(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/oauth/token":
-            return httpx.Response(200, json={"access_token": "t", "token_type": "Bearer", "expires_in": 300})
-        return httpx.Response(200, content=body, headers={"content-type": content_type,
-                                                          "x-shuyun-rows-out": str(rows), "x-shuyun-use-id": "use-1"})
-
-    return httpx.MockTransport(api)
-
-
-def sdk(transport: httpx.BaseTransport, secret_file: Path) -> Client:
-    config = WorkspaceConfig(api_url="http://api.test", client_id="c1", secret_file=secret_file)
-    return Client(config, http=httpx.Client(base_url="http://api.test", transport=transport))
+    return secret_in(tmp_path)
 
 
 def test_the_sdk_returns_the_released_frame_from_a_narrowed_stream(secret_file: Path) -> None:
     frame = extremes()
-    sy = sdk(serving(narrowed_body(frame, None, 2), frame.height), secret_file)
+    sy = sdk_client(serving(narrowed_body(frame, None, 2), frame.height, NARROWED), secret_file)
     assert_frame_equal(sy.query(PRODUCT).select(*frame.columns).collect(), frame)
 
 
@@ -400,7 +379,8 @@ def with_note(body: bytes, change: dict[str, object]) -> bytes:
 ])
 def test_damaged_narrowing_metadata_raises_result_corrupt(secret_file: Path, change: dict[str, object]) -> None:
     frame = hourly()
-    sy = sdk(serving(with_note(narrowed_body(frame, None, 1000), change), frame.height), secret_file)
+    sy = sdk_client(serving(with_note(narrowed_body(frame, None, 1000), change), frame.height, NARROWED),
+                    secret_file)
     with pytest.raises(ResultUnreadable) as caught:
         sy.query(PRODUCT).select(*frame.columns).collect()
     assert caught.value.code == "result_corrupt" and caught.value.use_id == "use-1"
@@ -411,7 +391,7 @@ def test_damaged_narrowing_metadata_raises_result_corrupt(secret_file: Path, cha
 def test_a_narrowed_stream_cut_short_raises_and_never_returns_fewer_rows(secret_file: Path, keep: float) -> None:
     frame = hourly()
     body = narrowed_body(frame, None, 1000)
-    sy = sdk(serving(body[: int(len(body) * keep)], frame.height), secret_file)
+    sy = sdk_client(serving(body[: int(len(body) * keep)], frame.height, NARROWED), secret_file)
     with pytest.raises(ResultUnreadable) as caught:
         sy.query(PRODUCT).select(*frame.columns).collect()
     assert caught.value.code in ("result_corrupt", "result_truncated") and sy.last_result is None

@@ -342,15 +342,16 @@ class Runner:
         unensured = [p.name for p in chosen if p.name not in self._ensured]
         if unensured:
             self.ensure(unensured)
-        helper = self._helper(chosen, upto, raise_errors) if limit is None else None
+        head, start = self._backlog(chosen, upto)
+        long = head - start > DEFER_INDEXES_LAG
+        helper = self._helper(chosen, head, raise_errors) if limit is None else None
         mine = chosen if helper is None else [p for p in chosen if p not in helper.projections]
         track = progress
         if helper is not None and progress is not None:
             def track(position: int, head: int) -> None:  # the slower of the two runners
                 progress(min(position, helper.position), head)
-        head, start = self._backlog(mine, upto)
         try:
-            with self.db.bulk(head - start > DEFER_INDEXES_LAG):
+            with self.db.bulk(long):
                 read = self._catch_up_here(mine, limit, upto, track, raise_errors, stop, on_batch)
         except BaseException:
             if helper is not None:
@@ -408,12 +409,12 @@ class Runner:
                 gc.enable()
         return read
 
-    def _helper(self, chosen: Sequence[Projection], upto: int | None, raise_errors: bool) -> HelperRunner | None:
-        """A second runner process for part of ``chosen``, when the catch-up is long enough to pay for it."""
+    def _helper(self, chosen: Sequence[Projection], head: int, raise_errors: bool) -> HelperRunner | None:
+        """A second runner process for part of ``chosen``, when the catch-up to ``head`` is long enough to pay."""
         if self.process_lag is None or self.config is None or len(chosen) < 2:
             return None
         eligible = self._eligible(chosen, raise_errors)
-        head, start = self._backlog(eligible, upto)
+        _, start = self._backlog(eligible, head)
         if head - start <= self.process_lag:
             return None
         sample = [row[3] for row in self.log.read(start, head, SAMPLE)]
@@ -423,7 +424,7 @@ class Runner:
             return None
         _, theirs = partition(busy, lambda p: weight[p.name])
         try:
-            helper = HelperRunner(self.config, theirs, batch_size=self.batch_size, upto=upto,
+            helper = HelperRunner(self.config, theirs, batch_size=self.batch_size, upto=head,
                                   raise_errors=raise_errors)
         except (pickle.PicklingError, AttributeError, TypeError) as exc:  # defined where no process imports it
             log.info("catching up in one process: no helper runner (%r)", exc)

@@ -88,9 +88,11 @@ def make_app(path: Path) -> object:
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
+    from marketplace.api.heap import keep_freed_memory
     from marketplace.api.queries import arrow_response
     from marketplace.client.arrow import ACCEPT_ARROW
 
+    keep_freed_memory()  # as the API's own process does (marketplace.api.app)
     data = pl.read_ipc_stream(path)
 
     async def token(request: Request) -> Response:

@@ -29,6 +29,7 @@ from domain.licensing import Subscription
 from domain.parties import ApplicationUnit
 from domain.products import DataProduct
 from marketplace.api import oauth, problems, sessions, v1
+from marketplace.api.heap import keep_freed_memory
 from marketplace.api.live import LiveCache
 from marketplace.api.metering import UsageMeter
 from marketplace.api.openapi import openapi_document
@@ -75,6 +76,8 @@ def create_app(state: ApiState | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
         own = state is None
+        if own:  # a server process of its own (uvicorn --factory), not an app inside a test or a host
+            keep_freed_memory()
         app.state.api = state if state is not None else build_state()
         try:
             yield

@@ -11,9 +11,12 @@ server that does not know the parameters sends a plain stream, which reads the s
 
 pyarrow decodes (Polars' own IPC reader is several times slower on an in-memory stream
 and does not decompress in parallel) and ``pl.from_arrow`` wraps its buffers without
-copying. The body is read from the HTTP response as it arrives, so one batch is decoded
-(and cast back) while the next is still on the wire, and the body is never held twice
-in memory.
+copying. The body is parsed message by message as it arrives from the HTTP response, so
+it is never held twice in memory; the narrowed columns are cast back once, over the
+whole frame, when the stream has ended: casting each batch back in a worker thread as
+it arrived cost a quarter more CPU (a Polars call and a thread hand-off per batch) and
+made the result no sooner, as the client then competes for the cores the server is
+encoding on (benchmarks/sdk_arrow.py).
 
 A result either arrives whole or raises ``ResultUnreadable``: a connection cut mid-body,
 bytes that are not Arrow, or fewer rows than the API said it released (a stream cut at a
@@ -26,10 +29,8 @@ import base64
 import binascii
 import io
 import json
-import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 
 import httpx
 import polars as pl
@@ -57,14 +58,11 @@ def read_frame(chunks: Iterable[bytes], *, expected_rows: int | None = None, use
     try:
         reader = ipc.open_stream(source)
         restoration = Restoration.of(reader.schema)
-        if restoration is None:
-            table = reader.read_all()
-            rows = table.num_rows
-            frame = pl.from_arrow(table, rechunk=False)
-        else:
-            parts = _restored(reader, restoration)
-            rows = sum(part.height for part in parts)
-            frame = pl.concat(parts, rechunk=False) if parts else restoration.empty()
+        table = reader.read_all()
+        rows = table.num_rows
+        frame = _frame(table)
+        if restoration is not None:
+            frame = restoration.apply(frame) if rows else restoration.empty()
     except (pa.ArrowException, OSError, ValueError, httpx.HTTPError, pl.exceptions.PolarsError) as error:
         if source.failure is not None:
             raise ResultUnreadable(
@@ -87,50 +85,6 @@ def read_frame(chunks: Iterable[bytes], *, expected_rows: int | None = None, use
         )
     assert isinstance(frame, pl.DataFrame)
     return frame
-
-
-def _restored(batches: Iterable[pa.RecordBatch], restoration: Restoration) -> list[pl.DataFrame]:
-    """Each batch cast back, in a worker thread while the next batch is still arriving.
-
-    Polars casts without the GIL, so receiving (Python, httpx) and casting back overlap.
-    Once the stream has ended, this thread casts back, newest first, every batch the
-    worker has not started yet (the worker keeps going from the oldest), so the two
-    finish together; the only batch of a small result never leaves this thread.
-    """
-    queued: list[tuple[Future[pl.DataFrame], pa.RecordBatch]] = []
-    pending: pa.RecordBatch | None = None
-    try:
-        for batch in batches:
-            if pending is not None:
-                queued.append((_worker().submit(_restore, restoration, pending), pending))
-            pending = batch
-        last = [] if pending is None else [_restore(restoration, pending)]
-        here: dict[int, pl.DataFrame] = {}
-        for index in reversed(range(len(queued))):
-            future, batch = queued[index]
-            if not future.cancel():
-                break  # the worker has it, so it has the older ones too
-            here[index] = _restore(restoration, batch)
-        return [here[i] if i in here else future.result() for i, (future, _) in enumerate(queued)] + last
-    finally:
-        for future, _ in queued:
-            future.cancel()
-
-
-def _restore(restoration: Restoration, batch: pa.RecordBatch) -> pl.DataFrame:
-    return restoration.apply(_frame(batch))
-
-
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _worker() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shuyun-arrow")
-        return _pool
 
 
 _INTEGERS: dict[pa.DataType, pl.DataType] = {

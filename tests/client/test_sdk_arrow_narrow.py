@@ -397,8 +397,8 @@ def test_a_narrowed_stream_cut_short_raises_and_never_returns_fewer_rows(secret_
     assert caught.value.code in ("result_corrupt", "result_truncated") and sy.last_result is None
 
 
-def test_a_failing_cast_back_in_the_worker_is_result_corrupt(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Batches are cast back in a worker thread while later ones arrive; its failures surface as corrupt."""
+def test_a_failing_cast_back_is_result_corrupt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stream whose narrowed columns cannot be cast back is corrupt, not a crash of the SDK."""
     frame = hourly()
 
     def broken(self: Restoration, batch: pl.DataFrame) -> pl.DataFrame:

@@ -213,3 +213,63 @@ def test_large_groups_of_every_kind_equal_the_same_operations_one_by_one_on_both
             writer.execute(cur, [op])
     expected = contents(one_by_one)
     assert result == expected and len(expected[SCORES.name]) > 0 and len(expected[PAIRS.name]) > 0
+
+
+# -- SQLite's write lock ------------------------------------------------------------------------------
+
+
+def test_a_writer_takes_sqlites_lock_as_soon_as_another_releases_it(tmp_path: Any) -> None:
+    """SQLite's own busy handler sleeps up to 25 ms, then 50 and 100 ms, between tries; a runner waiting
+    for another runner's commit must get the lock within a few milliseconds of it being freed."""
+    import sqlite3
+    import threading
+    import time
+
+    from projections.db import SQLiteDatabase
+
+    db = SQLiteDatabase(str(tmp_path / "rm.sqlite"))
+    with db.transaction() as cur:
+        cur.execute("CREATE TABLE t (x INTEGER)")
+    other = sqlite3.connect(str(tmp_path / "rm.sqlite"), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    got: list[float] = []
+
+    def write() -> None:
+        with db.transaction() as cur:
+            got.append(time.monotonic())
+            cur.execute("INSERT INTO t VALUES (1)")
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    time.sleep(0.45)  # long enough for SQLite's handler to be sleeping 100 ms at a time
+    assert not got
+    released = time.monotonic()
+    other.execute("INSERT INTO t VALUES (0)")
+    other.execute("COMMIT")
+    writer.join(10)
+    assert got and got[0] - released < 0.02
+    assert other.execute("SELECT x FROM t ORDER BY rowid").fetchall() == [(0,), (1,)]
+    other.close()
+    db.close()
+
+
+def test_a_writer_gives_up_after_the_lock_timeout_with_sqlites_own_error(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    import projections.db as dbmod
+    from projections.db import SQLiteDatabase
+
+    monkeypatch.setattr(dbmod, "LOCK_TIMEOUT", 0.2)
+    db = SQLiteDatabase(str(tmp_path / "rm.sqlite"))
+    other = sqlite3.connect(str(tmp_path / "rm.sqlite"), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(sqlite3.OperationalError, match="locked"), db.transaction():
+        pass
+    other.execute("ROLLBACK")
+    with db.transaction() as cur:  # and the connection still works, with its busy timeout back
+        cur.execute("CREATE TABLE t (x INTEGER)")
+    assert db.conn.execute("PRAGMA busy_timeout").fetchone()[0] == int(0.2 * 1000)
+    other.close()
+    db.close()

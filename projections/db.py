@@ -227,9 +227,12 @@ class Database:
                 cur.execute(statement)
 
     def create_indexes(self, cur: Any, tables: Sequence[Table]) -> None:
-        for table in tables:
-            for statement in self.ddl(table)[1:]:
-                cur.execute(statement)
+        for statement in self.index_statements(tables):
+            cur.execute(statement)
+
+    def index_statements(self, tables: Sequence[Table]) -> list[str]:
+        """The statements that create ``tables``' secondary indexes (each does nothing if its index exists)."""
+        return [statement for table in tables for statement in self.ddl(table)[1:]]
 
 
 class SQLiteDatabase(Database):

@@ -312,9 +312,11 @@ class Runner:
         ready = [p for p in pending if head - positions.get(p.name, (0, 0))[1] <= DEFER_INDEXES_LAG]
         if not ready:
             return
-        with self.db.transaction() as cur:
-            for projection in ready:
-                self.db.create_indexes(cur, projection.tables)
+        # One index a transaction: on SQLite each holds the write lock while it sorts the
+        # table, and a second runner still catching up commits in between.
+        for statement in self.db.index_statements([t for p in ready for t in p.tables]):
+            with self.db.transaction() as cur:
+                cur.execute(statement)
         for projection in ready:
             self._unindexed.discard(projection.name)
 
@@ -353,6 +355,8 @@ class Runner:
         try:
             with self.db.bulk(long):
                 read = self._catch_up_here(mine, limit, upto, track, raise_errors, stop, on_batch)
+                if helper is not None:
+                    self._finish_indexes(mine)  # while the helper may still be at work
         except BaseException:
             if helper is not None:
                 helper.stop()

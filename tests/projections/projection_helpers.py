@@ -8,6 +8,7 @@ directory on ``PYTHONPATH``).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -157,6 +158,17 @@ class Exploding(Projection):
         if event.notification_id == 3:
             raise KeyError("no such attribute")
         return (Insert("rm_exploding_rows", (event.notification_id, event.topic)),)
+
+
+class Slow(Projection):
+    """Takes a millisecond an event: a heavy read model, to keep a helper runner busy."""
+
+    name = "slow"
+    tables = (Table("rm_slow_rows", {"id": INT}, key=("id",)),)
+
+    def apply(self, event: Recorded) -> Iterable[Op]:
+        time.sleep(0.001)
+        return (Insert("rm_slow_rows", (event.notification_id,)),)
 
 
 def fresh() -> list[Projection]:

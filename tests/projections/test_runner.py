@@ -305,13 +305,13 @@ def test_bulk_rebuild_defers_secondary_indexes_until_caught_up(
     bulk_save(marketplace.app, 0, 60)  # 420 events
     runner = open_runner([MembersProjection()], app=marketplace.app, batch_size=50)
     created: list[int] = []
-    original = runner.db.create_indexes
+    original = runner.db.index_statements
 
-    def spy(cur: object, tables: object) -> None:
+    def spy(tables: object) -> list[str]:
         created.append(runner.db.positions()["members"][1])
-        original(cur, tables)  # type: ignore[arg-type]
+        return original(tables)  # type: ignore[arg-type]
 
-    runner.db.create_indexes = spy  # type: ignore[method-assign]
+    runner.db.index_statements = spy  # type: ignore[method-assign]
     runner.rebuild()
     assert len(created) == 1 and created[0] >= head_of(marketplace) - 100
     index = "rm_members_members__user_id"

@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+from collections.abc import Sequence
 
 import polars as pl
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from projection_helpers import ALL, HERE, ROOT, Exploding, bulk_save, fresh
+from projection_helpers import ALL, HERE, ROOT, Exploding, Slow, bulk_save, fresh
 
 from marketplace.bootstrap import Marketplace
 from marketplace.config import Config
@@ -112,6 +113,32 @@ def test_a_failure_in_the_helper_reaches_the_runner_that_started_it(
         assert "failed mapping notification 3" in runner.failed["exploding"][1]
         lag = runner.lag()
         assert lag["exploding"] > 0 and lag["audit"] == 0
+
+
+def test_the_runner_builds_its_deferred_indexes_while_the_helper_is_still_at_work(
+    marketplace: Marketplace, config: Config, importable: None, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import projections.runner as runner_module
+
+    monkeypatch.setattr(runner_module, "DEFER_INDEXES_LAG", 100)
+    head = bulk_save(marketplace.app, 0, 300)  # 1,800 events: the slow helper takes about 2 s
+    with Runner.open(config, [AuditProjection(), Slow()], app=marketplace.app, batch_size=200,
+                     process_lag=0) as runner:
+        helper_at: dict[str, int] = {}  # table -> the helper's position when its indexes were built
+        original = runner.db.index_statements
+
+        def spy(tables: Sequence[Table]) -> list[str]:
+            helper_at.update((t.name, runner.db.positions()["slow"][1]) for t in tables)
+            return original(tables)
+
+        runner.db.index_statements = spy  # type: ignore[method-assign]
+        assert runner.rebuild() == head
+        assert not any(runner.lag().values())
+        _, rows = runner.db.query("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE ?",
+                                  ("rm_audit%",)) if config.database_url is None else runner.db.query(
+            "SELECT indexname FROM pg_indexes WHERE indexname LIKE %s", ("rm_audit%",))
+    assert helper_at["rm_audit_events"] < head  # the audit trail's indexes went in meanwhile
+    assert len([name for (name,) in rows if "__" in name]) == len(AuditProjection.tables[0].indexes)
 
 
 def test_projections_no_other_process_can_import_are_caught_up_in_one_process(

@@ -74,7 +74,7 @@ def test_the_next_piece_is_encoded_while_this_one_is_being_sent() -> None:
         received = []
         async for piece in encoded_ahead(iter(pieces)):
             received.append(piece)
-            await asyncio.sleep(0.05)  # sending this piece takes a while
+            await asyncio.sleep(0.2)  # sending this piece takes a while
             index = len(received)  # the piece after this one
             assert index >= pieces.count or any(asked == index for asked, _ in pieces.asked), \
                 f"piece {index} was not started while piece {index - 1} was being sent"

@@ -15,7 +15,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -92,8 +92,12 @@ class Database:
         raise NotImplementedError
 
     @contextmanager
-    def transaction(self) -> Iterator[Any]:
-        """A write transaction; on SQLite it holds the database's single write lock from the start."""
+    def transaction(self, waiting: Callable[[], None] | None = None) -> Iterator[Any]:
+        """A write transaction; on SQLite it holds the database's single write lock from the start.
+
+        ``waiting`` is called (once, before the transaction begins) if another writer holds
+        the lock, so that the wait can do work that needs no lock.
+        """
         raise NotImplementedError
         yield  # pragma: no cover
 
@@ -284,10 +288,10 @@ class SQLiteDatabase(Database):
         return "" if single_integer else " WITHOUT ROWID"
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Cursor]:
+    def transaction(self, waiting: Callable[[], None] | None = None) -> Iterator[sqlite3.Cursor]:
         with self.lock:
             cur = self.conn.cursor()
-            self._begin(cur)
+            self._begin(cur, waiting)
             try:
                 yield cur
             except BaseException:
@@ -298,14 +302,15 @@ class SQLiteDatabase(Database):
             finally:
                 cur.close()
 
-    def _begin(self, cur: sqlite3.Cursor) -> None:
+    def _begin(self, cur: sqlite3.Cursor, waiting: Callable[[], None] | None = None) -> None:
         """Take the write lock, trying again every ``LOCK_POLL`` seconds while another runner holds it.
 
         SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25... ms between tries, so a
         runner waiting for another's commit of 30 ms slept on average 20 ms past it: with two
         runners catching up side by side (``projections.worker``), 47 waits cost the second
         one 2 s of a 1M-event rebuild. Trying again at once is a system call; nothing is
-        written until the lock is held.
+        written until the lock is held. The first time the lock is found busy, ``waiting``
+        runs (see ``transaction``).
         """
         deadline = time.monotonic() + LOCK_TIMEOUT
         self.conn.execute("PRAGMA busy_timeout=0")
@@ -317,6 +322,10 @@ class SQLiteDatabase(Database):
                 except sqlite3.OperationalError as exc:
                     if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
                         raise
+                if waiting is not None:
+                    work, waiting = waiting, None
+                    work()
+                    continue
                 time.sleep(LOCK_POLL)
         finally:
             self.conn.execute(f"PRAGMA busy_timeout={int(LOCK_TIMEOUT * 1000)}")
@@ -369,7 +378,8 @@ class PostgresDatabase(Database):
         return self.conn.cursor()
 
     @contextmanager
-    def transaction(self) -> Iterator[Any]:
+    def transaction(self, waiting: Callable[[], None] | None = None) -> Iterator[Any]:
+        # PostgreSQL has no database-wide write lock to wait for: ``waiting`` never runs.
         with self.lock, self.conn.transaction(), self.conn.cursor() as cur:
             yield cur
 

@@ -21,12 +21,13 @@ one transaction at a time.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import pickle
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -386,6 +387,9 @@ class Runner:
     ) -> int:
         """``catch_up`` in this process: read, map, plan and commit batch after batch."""
         read = planned = 0
+        # A batch prepared while the previous one waited for SQLite's write lock (another
+        # runner was committing): used if that commit applied everything it planned.
+        ahead: list[BatchPlan | None] = []
         # Batches allocate millions of objects that die by reference counting and form no
         # cycles; with the cycle collector on, full collections keep walking every live
         # row and operation of the batch in hand. Cycles made meanwhile wait until the end.
@@ -396,11 +400,13 @@ class Runner:
                 size = self.batch_size if limit is None else min(self.batch_size, limit - planned)
                 if size <= 0:
                     break
-                plan = self.prepare(chosen, size, upto, raise_errors)
+                plan = ahead.pop() if ahead else self.prepare(chosen, size, upto, raise_errors)
                 if plan is None:
                     break
                 planned += plan.notifications
-                report = self.commit(plan, raise_errors)
+                following = self.batch_size if limit is None else min(self.batch_size, limit - planned)
+                waiting = functools.partial(self._prepare_into, ahead, plan, chosen, following, upto, raise_errors)
+                report = self.commit(plan, raise_errors, waiting=waiting)
                 read += report.notifications
                 if progress is not None:
                     progress(report.end, report.head)
@@ -408,6 +414,7 @@ class Runner:
                     on_batch(report)
                 if report.lost or len(report.applied) != report.planned:
                     planned = read  # another runner moved a position: count again from what was read
+                    ahead.clear()
         finally:
             if gc_was_enabled:
                 gc.enable()
@@ -472,17 +479,45 @@ class Runner:
                 eligible.append(projection)
         return eligible
 
+    def _prepare_into(
+        self, ahead: list[BatchPlan | None], plan: BatchPlan, chosen: Sequence[Projection], size: int,
+        upto: int | None, raise_errors: bool,
+    ) -> None:
+        """Put in ``ahead`` the batch after ``plan``, prepared as if ``plan`` were committed: the work of a wait
+        for the write lock.
+
+        A failure is not raised here but again by the ``prepare`` after the commit, in its
+        turn: ``plan`` commits first, as it would have without the wait.
+        """
+        if size <= 0:
+            return
+        positions = self.db.positions()
+        for projection, stored, _ in plan.planned:
+            if positions.get(projection.name) != stored:
+                return  # another runner got there first: ``plan`` will be lost for it
+            positions[projection.name] = (stored[0], plan.end)
+        try:
+            ahead.append(self.prepare(chosen, size, upto, raise_errors, positions=positions))
+        except Exception:
+            return
+
     def prepare(
         self,
         chosen: Sequence[Projection],
         size: int,
         upto: int | None = None,
         raise_errors: bool = True,
+        positions: Mapping[str, tuple[int, int]] | None = None,
     ) -> BatchPlan | None:
-        """Read the next slice of the log, map and plan it, writing nothing; None when all are caught up."""
+        """Read the next slice of the log, map and plan it, writing nothing; None when all are caught up.
+
+        ``positions`` (each projection's version and position) stands in for the tracking
+        table's when given.
+        """
         started = time.perf_counter()
         eligible = self._eligible(chosen, raise_errors)
-        positions = self.db.positions()
+        if positions is None:
+            positions = self.db.positions()
         head = self.log.max_id()
         if upto is not None:
             head = min(head, upto)
@@ -526,7 +561,9 @@ class Runner:
             planned.append((projection, stored, statements))
         return BatchPlan(planned, start, end, head, len(rows), started)
 
-    def commit(self, plan: BatchPlan, raise_errors: bool = True) -> BatchReport:
+    def commit(
+        self, plan: BatchPlan, raise_errors: bool = True, waiting: Callable[[], None] | None = None,
+    ) -> BatchReport:
         """Write a prepared batch, but only for projections still at the position it was mapped from.
 
         One transaction: lock the projections' tracking rows, check each still holds the
@@ -539,7 +576,7 @@ class Runner:
         applied: list[str] = []
         lost: list[str] = []
         end = plan.end
-        with self.db.transaction() as cur:
+        with self.db.transaction(waiting) as cur:
             current = self.db.positions(cur, lock=[p.name for p, _, _ in plan.planned])
             for projection, stored, statements in plan.planned:
                 if current.get(projection.name) != stored:

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
+from typing import Any
 
 import polars as pl
 import pytest
@@ -377,3 +378,64 @@ def test_run_forever_reconnects_after_the_database_drops_its_connections(
         stop.set()
         thread.join(10)
     assert counting_totals(runner.frame("rm_counting_topics")) == log_totals(marketplace.app)
+
+
+# -- waiting for SQLite's write lock ---------------------------------------------------------------------
+
+
+def _holding_the_write_lock(config: Config, seconds: float) -> threading.Thread:
+    """Another writer holding SQLite's write lock for ``seconds`` (from now)."""
+    import sqlite3
+
+    other = sqlite3.connect(str(config.sqlite_path), isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+
+    def release() -> None:
+        time.sleep(seconds)
+        other.execute("COMMIT")
+        other.close()
+
+    holder = threading.Thread(target=release)
+    holder.start()
+    return holder
+
+
+def test_the_next_batch_is_prepared_while_a_commit_waits_for_sqlites_write_lock(
+    marketplace: Marketplace, config: Config, open_runner: OpenRunner
+) -> None:
+    if config.database_url:
+        pytest.skip("PostgreSQL has no database-wide write lock to wait for")
+    bulk_save(marketplace.app, 0, 50)  # 300 events
+    runner = open_runner(fresh(), app=marketplace.app, batch_size=100)
+    runner.ensure()
+    ahead_of: list[tuple[int, int | None]] = []  # (the waiting batch's end, the prepared batch's start)
+    original = runner._prepare_into
+
+    def spy(ahead: list[Any], plan: Any, *args: Any) -> None:
+        original(ahead, plan, *args)
+        ahead_of.append((plan.end, ahead[-1].start if ahead and ahead[-1] is not None else None))
+
+    runner._prepare_into = spy  # type: ignore[method-assign]
+    holder = _holding_the_write_lock(config, 0.5)
+    assert runner.catch_up() == head_of(marketplace)
+    holder.join()
+    assert ahead_of == [(100, 100)]  # batch 2 was mapped and planned while batch 1 waited
+    assert not any(runner.lag().values())
+    caught_up = tables_of(runner)
+    runner.rebuild()  # nobody else writing: no waits
+    assert_same_tables(caught_up, tables_of(runner))
+
+
+def test_a_failure_found_while_waiting_for_the_lock_is_raised_after_the_batch_before_it_commits(
+    marketplace: Marketplace, config: Config, open_runner: OpenRunner
+) -> None:
+    if config.database_url:
+        pytest.skip("PostgreSQL has no database-wide write lock to wait for")
+    bulk_save(marketplace.app, 0, 5)
+    runner = open_runner([AuditProjection(), Exploding()], app=marketplace.app, batch_size=2)
+    runner.ensure()
+    holder = _holding_the_write_lock(config, 0.5)  # batch 1 (notifications 1-2) waits; batch 2 fails at 3
+    with pytest.raises(ProjectionError, match="exploding failed mapping notification 3"):
+        runner.catch_up()
+    holder.join()
+    assert {name: position for name, (_, position) in runner.db.positions().items()} == {"audit": 2, "exploding": 2}

@@ -11,7 +11,6 @@ from __future__ import annotations
 from uuid import UUID
 
 from domain.catalog import Provider
-
 from domain.errors import NotFound, PermissionDenied
 from domain.identity import Actor, Role
 from domain.parties import ApplicationUnit, StaffMember, UnitStatus

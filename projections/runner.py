@@ -387,6 +387,10 @@ class Runner:
     ) -> int:
         """``catch_up`` in this process: read, map, plan and commit batch after batch."""
         read = planned = 0
+
+        def next_size() -> int:
+            return self.batch_size if limit is None else min(self.batch_size, limit - planned)
+
         # A batch prepared while the previous one waited for SQLite's write lock (another
         # runner was committing): used if that commit applied everything it planned.
         ahead: list[BatchPlan | None] = []
@@ -397,15 +401,14 @@ class Runner:
         gc.disable()
         try:
             while stop is None or not stop.is_set():
-                size = self.batch_size if limit is None else min(self.batch_size, limit - planned)
+                size = next_size()
                 if size <= 0:
                     break
                 plan = ahead.pop() if ahead else self.prepare(chosen, size, upto, raise_errors)
                 if plan is None:
                     break
                 planned += plan.notifications
-                following = self.batch_size if limit is None else min(self.batch_size, limit - planned)
-                waiting = functools.partial(self._prepare_into, ahead, plan, chosen, following, upto, raise_errors)
+                waiting = functools.partial(self._prepare_into, ahead, plan, chosen, next_size(), upto, raise_errors)
                 report = self.commit(plan, raise_errors, waiting=waiting)
                 read += report.notifications
                 if progress is not None:

@@ -282,6 +282,11 @@ class Recorded:
         return self._codec.plaintext(self.state).decode("utf8")
 
     @property
+    def decoded(self) -> bool:
+        """Whether ``raw`` has been decoded already (by another projection): then reading it costs nothing."""
+        return self._raw is not None
+
+    @property
     def raw(self) -> dict[str, Any]:
         """The stored attributes with the transcoder's ``{"_type_", "_data_"}`` wrappers still in.
 
@@ -336,6 +341,9 @@ class Projection:
     version: ClassVar[int] = 1
     topics: ClassVar[frozenset[str] | None] = None
     tables: ClassVar[Sequence[Table]] = ()
+    #: True for a projection that reads what it needs without decoding the payload when it can:
+    #: it is offered each event after the projections that decode it, to use their decoding.
+    decodes_last: ClassVar[bool] = False
 
     def handles(self, topic: str) -> bool:
         """Whether ``apply`` wants events of ``topic``; override for a predicate richer than a set."""
@@ -343,6 +351,13 @@ class Projection:
 
     def apply(self, event: Recorded) -> Iterable[Op]:
         raise NotImplementedError
+
+    def mapping_for(self, topic: str) -> ApplyFunction:
+        """What maps events of ``topic`` (one it ``handles``): ``apply``, or a more direct function doing the same.
+
+        The mapper asks once per topic and batch, and calls the answer for every event.
+        """
+        return self.apply
 
     @property
     def table_map(self) -> dict[str, Table]:
@@ -387,6 +402,13 @@ class HandlerProjection(Projection):
 
     def apply(self, event: Recorded) -> Iterable[Op]:
         return self.handlers[event.topic](event)
+
+    def mapping_for(self, topic: str) -> ApplyFunction:
+        # The handler itself, saving a call per event, unless a subclass maps otherwise.
+        handler = self.handlers.get(topic)
+        if handler is None or type(self).apply is not HandlerProjection.apply:
+            return self.apply
+        return handler
 
 
 def acting_user(data: Mapping[str, Any]) -> str | None:

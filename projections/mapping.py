@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from projections.base import Codec, Op, Projection, ProjectionError, Recorded
+from projections.base import ApplyFunction, Codec, Op, Projection, ProjectionError, Recorded
 from projections.log import RawNotification
 
 log = logging.getLogger("projections")
@@ -47,25 +47,28 @@ class BatchMapper:
         live = [(projection, stored) for projection, stored in active if stored[1] < end]
         starts = [stored[1] for _, stored in live]
         results: list[list[Op] | None] = [[] for _ in live]
-        # topic -> indexes (in ``live``) of the projections that map it: one pass over the
-        # batch, each notification wrapped once and offered only to the projections that want it.
-        targets: dict[str, list[int]] = {}
+        # topic -> (index in ``live``, mapping function) of the projections that map it: one pass
+        # over the batch, each notification wrapped once and offered only to the projections that
+        # want it, those that decode last after the others (``Projection.decodes_last``).
+        targets: dict[str, list[tuple[int, ApplyFunction]]] = {}
         for row in rows:
             topic = row[3]
             wanted = targets.get(topic)
             if wanted is None:
-                wanted = targets[topic] = [j for j, (p, _) in enumerate(live) if self.wants(p, topic)]
+                wanted = targets[topic] = sorted(
+                    ((j, p.mapping_for(topic)) for j, (p, _) in enumerate(live) if self.wants(p, topic)),
+                    key=lambda target: live[target[0]][0].decodes_last)
             if not wanted:
                 continue
             event = None
-            for j in wanted:
+            for j, mapping in wanted:
                 ops = results[j]
                 if ops is None or row[0] <= starts[j]:
                     continue
                 if event is None:
                     event = Recorded(row[0], row[1], row[2], topic, row[4], codec)
                 try:
-                    ops.extend(live[j][0].apply(event))
+                    ops.extend(mapping(event))
                 except Exception as exc:
                     projection = live[j][0]
                     failed(projection, f"projection {projection.name} failed mapping notification {row[0]} "

@@ -4,6 +4,7 @@ table and projection declarations. No store: events are encoded by an in-memory 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import fields, is_dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -20,11 +21,14 @@ from domain.identity import Actor, Role
 from domain.parties import ApplicationUnit, UnitKind
 from marketplace.store import INTEGER_RANGE, MarketplaceApplication
 from projections.audit import SUMMARY_LENGTH, AuditProjection, summarise, summary_of
+from projections.audit import _read_quickly as audit_read_quickly
 from projections.base import (
     INT,
     TEXT,
     Codec,
+    HandlerProjection,
     Insert,
+    Op,
     Projection,
     ProjectionError,
     Recorded,
@@ -34,6 +38,7 @@ from projections.base import (
     topic_parts,
     unwrap,
 )
+from projections.mapping import BatchMapper
 
 APP = MarketplaceApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
 TRANSCODER = APP.mapper.transcoder
@@ -213,6 +218,127 @@ def test_audit_leaves_the_actor_empty_for_events_that_name_none() -> None:
     assert isinstance(op, Insert)
     assert op.row[1] == "2026-01-01T00:00:00+00:00" and op.row[7:9] == (None, None)
     assert summary_of(op.row[9]).startswith("subscription_id=")
+
+
+def audit_row_by_full_parse(state: bytes) -> tuple[Any, Any, Any]:
+    """(timestamp, user, role) of an audit row, worked out from the whole parsed JSON."""
+    raw = json.loads(state)
+    timestamp = raw.get("timestamp")
+    by = raw.get("by")
+    actor = by.get("_data_") if isinstance(by, dict) and "_type_" in by else by
+    actor = actor if isinstance(actor, dict) else {}
+
+    def text(value: Any) -> Any:
+        value = value.get("_data_") if isinstance(value, dict) else value
+        return value if isinstance(value, str) else None
+
+    return (timestamp.get("_data_") if isinstance(timestamp, dict) else timestamp), text(actor.get("user_id")), \
+        text(actor.get("role"))
+
+
+provider_staff = st.builds(lambda user, provider: Actor(user, Role.PROVIDER_STAFF, provider_id=provider),
+                           st.text(min_size=1, max_size=10), st.uuids())
+
+
+@settings(max_examples=300, deadline=None)
+@given(attributes, st.one_of(st.none(), st.datetimes(timezones=st.just(UTC)), st.text(max_size=12)),
+       st.one_of(st.none(), actors, provider_staff), st.booleans(), st.booleans())
+def test_art18_audit_reads_time_and_actor_the_same_way_whatever_the_event_holds(
+    attrs: dict[str, Any], timestamp: Any, actor: Actor | None, actor_last: bool, decoded_before: bool,
+) -> None:
+    """The quick read of an event's ends (``audit._read_quickly``) never disagrees with parsing it whole:
+    keys and strings that look like its landmarks, escapes, a nested ``by``, a ``by`` not last; nor does
+    reading what another projection decoded already."""
+    event: dict[str, Any] = {"timestamp": timestamp}
+    if actor is not None and not actor_last:
+        event["by"] = actor
+    event.update({k: v for k, v in attrs.items() if k not in ("timestamp", "by")})
+    if actor is not None and actor_last:
+        event["by"] = actor
+    state = TRANSCODER.encode(event)
+    recorded = Recorded(7, uuid4(), 1, "domain.x:Y.Happened", state, Codec(APP.mapper))
+    if decoded_before:
+        assert recorded.raw is not None and recorded.decoded
+    (op,) = AuditProjection().apply(recorded)
+    assert isinstance(op, Insert)
+    assert (op.row[1], op.row[7], op.row[8]) == audit_row_by_full_parse(state)
+
+
+def test_art18_audit_reads_domain_events_without_parsing_them_whole() -> None:
+    """Every event a unit's history writes takes the quick read (what sets the pace of a rebuild),
+    and a ``by`` nested in an attribute is not taken for the event's actor."""
+    for event in unit_events():
+        quick = audit_read_quickly(event.text)
+        assert quick is not None and quick[1:] == ("alice", "unit_admin")
+    nested = TRANSCODER.encode({"timestamp": datetime(2026, 1, 1, tzinfo=UTC),
+                                "note": {"text": "approved", "by": Actor("mallory", Role.OPERATOR_ADMIN)}})
+    assert ',"by":{"_type_":"value:domain.identity.Actor"' in nested.decode()
+    assert nested.decode().endswith("}}}}")  # the actor's two braces, its attribute's, the event's
+    assert audit_read_quickly(nested.decode()) is None
+    (op,) = AuditProjection().apply(Recorded(3, uuid4(), 1, "domain.x:Y.Noted", nested, Codec(APP.mapper)))
+    assert isinstance(op, Insert) and op.row[7:9] == (None, None)
+
+
+def unit_notifications() -> list[tuple[int, Any, int, str, bytes]]:
+    """A unit's history as the log reader returns it: (id, originator id, version, topic, state)."""
+    return [(e.notification_id, e.raw_originator_id, e.originator_version, e.topic, e.state) for e in unit_events()]
+
+
+def _decode(event: Recorded) -> list[Op]:
+    assert event.raw is not None
+    return []
+
+
+DECODED = {"domain.parties:ApplicationUnit.Registered": _decode, "domain.parties:ApplicationUnit.MemberAdded": _decode}
+
+
+class Decoding(HandlerProjection):
+    name = "decoding"
+    tables = (Table("rm_decoding_seen", {"id": INT}, key=("id",)),)
+    handlers = DECODED
+
+
+class Late(Projection):
+    """Records, for each event it is offered, whether another projection had decoded it already."""
+
+    name = "late"
+    tables = (Table("rm_late_seen", {"id": INT}, key=("id",)),)
+    decodes_last = True
+
+    def __init__(self) -> None:
+        self.seen: list[bool] = []
+
+    def apply(self, event: Recorded) -> list[Op]:
+        self.seen.append(event.decoded)
+        return []
+
+
+def test_a_projection_that_decodes_last_is_offered_events_after_those_that_decode_them() -> None:
+    late, decoding = Late(), Decoding()
+    mapper = BatchMapper([late, decoding], Codec(APP.mapper))
+    rows = unit_notifications()
+    mapper.map([(late, (1, 0)), (decoding, (1, 0))], rows, rows[-1][0], True)
+    assert late.seen == [True, True]  # listed first, offered each event second
+    alone = Late()
+    BatchMapper([alone], Codec(APP.mapper)).map([(alone, (1, 0))], rows, rows[-1][0], True)
+    assert alone.seen == [False, False]
+
+
+def test_the_mapper_calls_handlers_directly_unless_a_projection_maps_its_own_way() -> None:
+    assert Decoding().mapping_for("domain.parties:ApplicationUnit.Registered") is _decode
+
+    class Counting(Decoding):
+        name = "counting"
+        calls = 0
+
+        def apply(self, event: Recorded) -> Iterable[Op]:
+            type(self).calls += 1
+            return super().apply(event)
+
+    counting = Counting()
+    rows = unit_notifications()
+    BatchMapper([counting], Codec(APP.mapper)).map([(counting, (1, 0))], rows, rows[-1][0], True)
+    assert Counting.calls == 2
 
 
 def test_tables_refuse_bad_names_keys_and_types() -> None:

@@ -121,7 +121,7 @@ def test_two_runner_processes_at_once_never_double_apply(
         deadline = time.monotonic() + 60
         while not all("following the log" in o.read_text() for o in outputs if o.exists()):
             assert time.monotonic() < deadline, "runners did not start"
-            assert all(r.poll() is None for r in runners)
+            assert all(r.poll() is None for r in runners), "".join(o.read_text() for o in outputs)[-3000:]
             time.sleep(0.05)
         for round_ in range(5):  # new events while both follow the log
             head = bulk_save(marketplace.app, 5000 + 40 * round_, 40)

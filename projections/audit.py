@@ -1,14 +1,15 @@
 """The audit trail: every event of the marketplace, who did it, in what role, and what changed.
 
 Generic over all events (art. 8, 18: operation records answer "who did what, when"):
-one row per notification with its position, time, aggregate, event name, the acting
+one row per notification with its position, time, aggregate, event name, and the acting
 user and role from the ``by`` actor every domain command records (system events that
-name no actor leave those empty), and the event's attributes (its JSON as stored, less
-any secret hash), which ``views.audit`` renders as a short human-readable summary of
-what is not already in a column, for the rows it returns.
-It reads the payload as plain data, never building domain objects, and leaves the
-summary to read time, because it maps every event of the log and sets the pace of a
-full rebuild, while a reader looks at a page of rows.
+name no actor leave those empty). What changed is not copied: the event log holds it
+already, and a copy of every event's JSON would double the database and set the pace of
+a full rebuild (a third of its bytes written). ``views.audit`` reads the events of the
+rows it returns from the log and shows their attributes, less any secret hash, with a
+short human-readable summary. The trail reads each payload as plain data, never
+building domain objects, because it maps every event of the log, while a reader looks
+at a page of rows.
 """
 
 from __future__ import annotations
@@ -47,20 +48,19 @@ EVENTS = Table(
         "event_name": TEXT,
         "actor_user_id": TEXT,
         "actor_role": TEXT,
-        "attributes": TEXT,
     },
     key=("notification_id",),
     indexes=(("aggregate_id",), ("actor_user_id",)),
 )
 
 TABLE_NAME = EVENTS.name
-#: Attributes no read model may hold: an API client's secret hash (``ApiClient.Issued``).
-NEVER_STORED = frozenset({"secret_hash"})
+#: Attributes the trail never shows: an API client's secret hash (``ApiClient.Issued``).
+NEVER_SHOWN = frozenset({"secret_hash"})
 #: Those attributes' keys as they read in an event's JSON (a quick test on the text).
-_NEVER_STORED_KEYS = tuple(f'"{name}":' for name in sorted(NEVER_STORED))
+_NEVER_SHOWN_KEYS = tuple(f'"{name}":' for name in sorted(NEVER_SHOWN))
 #: Attributes shown in their own columns (or bookkeeping), left out of the summary.
 _NOT_SUMMARISED = frozenset({"timestamp", "originator_topic", "originator_id", "originator_version", "by",
-                             *NEVER_STORED})
+                             *NEVER_SHOWN})
 SUMMARY_LENGTH = 240
 VALUE_LENGTH = 80
 
@@ -101,8 +101,16 @@ def summarise(data: dict[str, Any]) -> str:
 
 
 def summary_of(attributes: str) -> str:
-    """The summary of an audit row's stored ``attributes``."""
+    """The summary of an event's ``attributes`` (``shown``)."""
     return summarise(parse_json(attributes))
+
+
+def shown(text: str) -> str:
+    """An event's JSON as the trail shows it: as stored, less any attribute in ``NEVER_SHOWN``."""
+    for key in _NEVER_SHOWN_KEYS:
+        if key in text:
+            return orjson.dumps({k: v for k, v in parse_json(text).items() if k not in NEVER_SHOWN}).decode("utf8")
+    return text
 
 
 def _scalar(value: Any) -> str | None:
@@ -162,15 +170,13 @@ def _read_quickly(text: str) -> tuple[str, str, str] | None:
 
 class AuditProjection(Projection):
     name = "audit"
-    version = 5
+    version = 6
     topics = None
     tables = (EVENTS,)
     decodes_last = True
 
     def apply(self, event: Recorded) -> Iterable[Op]:
-        # The event's JSON as stored, not re-encoded: this runs for every event of a rebuild.
-        text = event.text
-        quick = None if event.decoded else _read_quickly(text)
+        quick = None if event.decoded else _read_quickly(event.text)
         if quick is None:
             raw = event.raw
             timestamp = raw.get("timestamp")
@@ -179,11 +185,6 @@ class AuditProjection(Projection):
             user_id, role = _actor(raw.get("by"))
         else:
             timestamp, user_id, role = quick
-        # Only an event that holds a secret hash is rewritten without it.
-        for key in _NEVER_STORED_KEYS:
-            if key in text:
-                text = orjson.dumps({k: v for k, v in event.raw.items() if k not in NEVER_STORED}).decode("utf8")
-                break
         aggregate_type, event_name = topic_parts(event.topic)
         return (
             Insert(TABLE_NAME, (
@@ -196,6 +197,5 @@ class AuditProjection(Projection):
                 event_name,
                 user_id,
                 role,
-                text,
             )),
         )

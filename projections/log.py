@@ -57,8 +57,16 @@ class EventLog:
         """Notifications with ``after < id <= stop``, in order, at most ``limit`` (of ``topics`` only, if given)."""
         raise NotImplementedError
 
+    def states(self, ids: Sequence[int]) -> dict[int, bytes]:
+        """The stored state (as the store keeps it: ``codec`` decodes it) of each of ``ids`` the log holds."""
+        raise NotImplementedError
+
     def close(self) -> None:
         pass
+
+
+#: Notification ids asked for in one statement by ``SQLEventLog.states`` (below SQLite's limit on parameters).
+IDS_PER_READ = 500
 
 
 class SQLEventLog(EventLog):
@@ -105,6 +113,22 @@ class SQLEventLog(EventLog):
                 cur.close()
         return rows
 
+    def states(self, ids: Sequence[int]) -> dict[int, bytes]:
+        found: dict[int, bytes] = {}
+        wanted = sorted(set(ids))
+        with self.db.lock:
+            for start in range(0, len(wanted), IDS_PER_READ):
+                part = wanted[start:start + IDS_PER_READ]
+                params: list[Any] = [part]
+                if self.db.dialect == "postgres":
+                    among = f"= ANY({self.db.placeholder})"
+                else:
+                    among, params = f"IN ({', '.join([self.db.placeholder] * len(part))})", part
+                _, rows = self.db.query(f"SELECT {self.id_column}, state FROM {self.table} "
+                                        f"WHERE {self.id_column} {among}", params)
+                found.update((int(nid), bytes(state)) for nid, state in rows)
+        return found
+
     def close(self) -> None:
         self.db.close()
 
@@ -126,3 +150,10 @@ class RecorderEventLog(EventLog):
             after, limit, stop=stop, topics=tuple(topics or ()), inclusive_of_start=False
         )
         return [(n.id, n.originator_id, n.originator_version, n.topic, n.state) for n in notifications]
+
+    def states(self, ids: Sequence[int]) -> dict[int, bytes]:
+        found: dict[int, bytes] = {}
+        for nid in sorted(set(ids)):
+            for notification in self.recorder.select_notifications(nid, 1, stop=nid):
+                found[notification.id] = notification.state
+        return found

@@ -49,6 +49,7 @@ from projections import usage as usage_rm
 from projections.asof import parse_time
 from projections.base import ProjectionError, Table
 from projections.db import Database, connect, frame_from_rows
+from projections.log import EventLog
 from projections.runner import Runner
 
 Source = Config | Database | Runner
@@ -1328,10 +1329,14 @@ def audit(
     since: datetime | str | None = None,
     until: datetime | str | None = None,
     limit: int = 1000,
+    log: EventLog | None = None,
 ) -> pl.DataFrame:
     """The operation record (``rm_audit_events``): who did what, when; newest first, at most ``limit`` rows.
 
-    Each row's ``summary`` (``name=Acme, kind=company``) is rendered from its stored ``attributes``.
+    Each row's ``attributes`` (the event's JSON less any secret hash) and ``summary``
+    (``name=Acme, kind=company``) are read from the event log, for the rows returned: the
+    read model indexes the log rather than copying it. The log is the runner's, the
+    configured store's, or ``log``; a bare ``Database`` with rows needs ``log``.
     """
     table = audit_rm.EVENTS
     clauses: list[str] = []
@@ -1354,9 +1359,32 @@ def audit(
                 f"SELECT {', '.join(table.column_names)} FROM {table.name}{where} "
                 f"ORDER BY notification_id DESC LIMIT {int(limit)}"), params)
             frame = frame_from_rows(names, rows, table.columns)
-    # Rendered here, for the rows a reader gets, rather than for every event of a rebuild.
-    summaries = [audit_rm.summary_of(a) for a in frame["attributes"]]
-    return frame.with_columns(pl.Series("summary", summaries, dtype=pl.String))
+    attributes = _event_attributes(db, log, frame["notification_id"].to_list())
+    return frame.with_columns(
+        pl.Series("attributes", attributes, dtype=pl.String),
+        pl.Series("summary", [None if a is None else audit_rm.summary_of(a) for a in attributes], dtype=pl.String),
+    )
+
+
+def _event_attributes(source: Source, log: EventLog | None, ids: list[int]) -> list[str | None]:
+    """Each event's JSON as the audit trail shows it (``audit.shown``), read from the event log, in ``ids`` order."""
+    if not ids:
+        return []
+    if log is None and isinstance(source, Runner):
+        log = source.log
+    if log is not None:
+        return _shown(log, ids)
+    if isinstance(source, Config):
+        with Runner.open(source, projections=[]) as runner:
+            return _shown(runner.log, ids)
+    raise ProjectionError("the audit trail reads what each event changed from the event log: "
+                          "pass a Runner or Config, or the log (views.audit(db, log=...))")
+
+
+def _shown(log: EventLog, ids: list[int]) -> list[str | None]:
+    states = log.states(ids)
+    return [None if state is None else audit_rm.shown(log.codec.plaintext(state).decode("utf8"))
+            for state in map(states.get, ids)]
 
 
 #: Every view registers itself in ``VIEWS`` as it is defined.

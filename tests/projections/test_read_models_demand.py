@@ -324,6 +324,13 @@ def test_art23_clients_are_listed_per_unit_issued_then_revoked_and_no_read_model
                 if dtype == pl.String:
                     values = frame[column].drop_nulls().to_list()
                     assert not any(s in v for s in secrets for v in values), f"{table.name}.{column}"
+    # Nor does the audit trail show them, though it reads what each event changed from the log itself.
+    issued = views.audit(w.runner, event_name="Issued", aggregate_type="ApiClient", limit=100)
+    assert issued.height == 3 and issued["summary"].str.contains("label=").all()
+    trail = views.audit(w.runner, limit=100_000)
+    assert trail["attributes"].null_count() == 0 and trail["summary"].null_count() == 0
+    assert not any(s in v for s in secrets for v in trail["attributes"].to_list() + trail["summary"].to_list())
+    assert not trail["attributes"].str.contains("secret_hash").any()
 
 
 # -- staff and providers' rosters (art. 15-16) ------------------------------------------------------------------

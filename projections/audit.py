@@ -4,8 +4,8 @@ Generic over all events (art. 8, 18: operation records answer "who did what, whe
 one row per notification with its position, time, aggregate, event name, and the acting
 user and role from the ``by`` actor every domain command records (system events that
 name no actor leave those empty). What changed is not copied: the event log holds it
-already, and a copy of every event's JSON would double the database and set the pace of
-a full rebuild (a third of its bytes written). ``views.audit`` reads the events of the
+already, and a copy of every event's JSON was half of all the bytes a full rebuild wrote
+(434 of 836 MB at a million events) and set its pace. ``views.audit`` reads the events of the
 rows it returns from the log and shows their attributes, less any secret hash, with a
 short human-readable summary. The trail reads each payload as plain data, never
 building domain objects, because it maps every event of the log, while a reader looks

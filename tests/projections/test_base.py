@@ -20,6 +20,7 @@ from domain.errors import InvalidInput
 from domain.identity import Actor, Role
 from domain.parties import ApplicationUnit, UnitKind
 from marketplace.store import INTEGER_RANGE, MarketplaceApplication
+from projections import views
 from projections.audit import SUMMARY_LENGTH, AuditProjection, shown, summarise, summary_of
 from projections.audit import _read_quickly as audit_read_quickly
 from projections.base import (
@@ -38,7 +39,10 @@ from projections.base import (
     topic_parts,
     unwrap,
 )
+from projections.db import memory
+from projections.log import EventLog, RecorderEventLog
 from projections.mapping import BatchMapper
+from projections.runner import Runner
 
 APP = MarketplaceApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
 TRANSCODER = APP.mapper.transcoder
@@ -186,6 +190,32 @@ def test_codec_decodes_compressed_and_encrypted_stores() -> None:
     recorded = Recorded(1, stored.originator_id, 1, stored.topic, stored.state, Codec(app.mapper))
     assert recorded.data["name"] == "Acme" and recorded.raw["kind"]["_data_"] == "ngo"
     assert recorded.domain_event.kind is UnitKind.NGO
+
+
+def test_art18_audit_trail_shows_what_an_encrypted_store_recorded() -> None:
+    """The trail reads each event's attributes from the log through the store's own cipher and compressor
+    (here an in-memory store, read through its recorder)."""
+    from eventsourcing.cipher import AESCipher
+
+    app = MarketplaceApplication(env={
+        "PERSISTENCE_MODULE": "eventsourcing.popo", "COMPRESSOR_TOPIC": "eventsourcing.compressor:ZlibCompressor",
+        "CIPHER_TOPIC": "eventsourcing.cipher:AESCipher", "CIPHER_KEY": AESCipher.create_key(16),
+    })
+    actor = Actor("alice", Role.UNIT_ADMIN, unit_id=uuid4())
+    unit = ApplicationUnit.register(
+        name="Acme", credit_code="91150200MA0000000C", kind=UnitKind.NGO, contact_email="a@b.cn",
+        admin_user_id="alice", by=actor,
+    )
+    unit.add_member(user_id="bob", role=Role.UNIT_ANALYST, by=actor)
+    app.save(unit)
+    log = EventLog.open(app)
+    assert isinstance(log, RecorderEventLog)
+    with Runner(log, memory(), [AuditProjection()]) as runner:
+        runner.catch_up()
+        trail = views.audit(runner)
+    assert trail["event_name"].to_list() == ["MemberAdded", "Registered"]
+    assert trail["summary"].to_list()[0] == "user_id=bob, role=unit_analyst"
+    assert json.loads(trail["attributes"][1])["name"] == "Acme"
 
 
 def test_art18_audit_row_holds_position_and_actor_and_no_copy_of_the_event() -> None:

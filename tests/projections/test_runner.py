@@ -38,6 +38,7 @@ from projections import views
 from projections.audit import AuditProjection
 from projections.base import INT, Insert, Op, Projection, ProjectionError, Recorded, Table
 from projections.db import read_frame, scan_frame
+from projections.log import IDS_PER_READ
 from projections.runner import Runner, wait_for_position
 
 
@@ -122,6 +123,9 @@ def test_audit_trail_reads_what_changed_from_the_log_not_a_copy(
     assert_frame_equal(some, trail.filter(pl.col("actor_user_id") == "admin-1"))
     with pytest.raises(ProjectionError, match="log="):
         views.audit(runner.db)
+    # Asked for more ids than one statement takes, most of them not in the log: the ones it holds, each once.
+    asked = [*range(1, 3 * IDS_PER_READ), 2, 1]
+    assert {nid: state.decode("utf8") for nid, state in runner.log.states(asked).items()} == stored
 
 
 def test_topic_filtered_projection_tracks_the_whole_log(marketplace: Marketplace, open_runner: OpenRunner) -> None:

@@ -210,6 +210,10 @@ class Codec:
             state = self.compressor.decompress(state)
         return state
 
+    def text(self, state: bytes) -> str:
+        """The stored event's JSON as text."""
+        return self.plaintext(state).decode("utf8")
+
     def plain(self, state: bytes) -> dict[str, Any]:
         return plain_state(self.plaintext(state))
 
@@ -279,7 +283,7 @@ class Recorded:
     @property
     def text(self) -> str:
         """The event's JSON as stored (decrypted and decompressed), for a projection that keeps it whole."""
-        return self._codec.plaintext(self.state).decode("utf8")
+        return self._codec.text(self.state)
 
     @property
     def decoded(self) -> bool:

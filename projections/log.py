@@ -116,17 +116,16 @@ class SQLEventLog(EventLog):
     def states(self, ids: Sequence[int]) -> dict[int, bytes]:
         found: dict[int, bytes] = {}
         wanted = sorted(set(ids))
-        with self.db.lock:
-            for start in range(0, len(wanted), IDS_PER_READ):
-                part = wanted[start:start + IDS_PER_READ]
-                params: list[Any] = [part]
-                if self.db.dialect == "postgres":
-                    among = f"= ANY({self.db.placeholder})"
-                else:
-                    among, params = f"IN ({', '.join([self.db.placeholder] * len(part))})", part
-                _, rows = self.db.query(f"SELECT {self.id_column}, state FROM {self.table} "
-                                        f"WHERE {self.id_column} {among}", params)
-                found.update((int(nid), bytes(state)) for nid, state in rows)
+        for start in range(0, len(wanted), IDS_PER_READ):
+            part = wanted[start:start + IDS_PER_READ]
+            params: list[Any]
+            if self.db.dialect == "postgres":
+                among, params = f"= ANY({self.db.placeholder})", [part]
+            else:
+                among, params = f"IN ({', '.join([self.db.placeholder] * len(part))})", part
+            _, rows = self.db.query(f"SELECT {self.id_column}, state FROM {self.table} "
+                                    f"WHERE {self.id_column} {among}", params)
+            found.update((int(nid), bytes(state)) for nid, state in rows)
         return found
 
     def close(self) -> None:

@@ -1383,7 +1383,7 @@ def _event_attributes(source: Source, log: EventLog | None, ids: list[int]) -> l
 
 def _shown(log: EventLog, ids: list[int]) -> list[str | None]:
     states = log.states(ids)
-    return [None if state is None else audit_rm.shown(log.codec.plaintext(state).decode("utf8"))
+    return [None if state is None else audit_rm.shown(log.codec.text(state))
             for state in map(states.get, ids)]
 
 

@@ -293,8 +293,10 @@ def test_a_real_connection_dropped_mid_chunked_body_is_truncated_not_short(secre
                 rest += conn.recv(65536)
             if b"/oauth/token" in head:
                 token = json.dumps({"access_token": "t", "token_type": "Bearer", "expires_in": 300}).encode()
-                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
-                             + str(len(token)).encode() + b"\r\n\r\n" + token)
+                # A server that closes says so (``connection: close``); without it the client may
+                # send the query on this socket before it sees the close, and gets a reset.
+                conn.sendall(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-type: application/json\r\n"
+                             b"content-length: " + str(len(token)).encode() + b"\r\n\r\n" + token)
             else:
                 part = body[: ends[2]]
                 conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: " + ACCEPT_ARROW.split(";")[0].encode()

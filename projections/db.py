@@ -92,11 +92,12 @@ class Database:
         raise NotImplementedError
 
     @contextmanager
-    def transaction(self, waiting: Callable[[], None] | None = None) -> Iterator[Any]:
+    def transaction(self, waiting: Callable[[], bool] | None = None) -> Iterator[Any]:
         """A write transaction; on SQLite it holds the database's single write lock from the start.
 
-        ``waiting`` is called (once, before the transaction begins) if another writer holds
-        the lock, so that the wait can do work that needs no lock.
+        While another writer holds the lock, ``waiting`` is called (before the transaction
+        begins) so that the wait can do work that needs no lock, again after each piece of
+        work, until it returns False (nothing more to do meanwhile).
         """
         raise NotImplementedError
         yield  # pragma: no cover
@@ -288,7 +289,7 @@ class SQLiteDatabase(Database):
         return "" if single_integer else " WITHOUT ROWID"
 
     @contextmanager
-    def transaction(self, waiting: Callable[[], None] | None = None) -> Iterator[sqlite3.Cursor]:
+    def transaction(self, waiting: Callable[[], bool] | None = None) -> Iterator[sqlite3.Cursor]:
         with self.lock:
             cur = self.conn.cursor()
             self._begin(cur, waiting)
@@ -302,15 +303,15 @@ class SQLiteDatabase(Database):
             finally:
                 cur.close()
 
-    def _begin(self, cur: sqlite3.Cursor, waiting: Callable[[], None] | None = None) -> None:
+    def _begin(self, cur: sqlite3.Cursor, waiting: Callable[[], bool] | None = None) -> None:
         """Take the write lock, trying again every ``LOCK_POLL`` seconds while another runner holds it.
 
         SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25... ms between tries, so a
         runner waiting for another's commit of 30 ms slept on average 20 ms past it: with two
         runners catching up side by side (``projections.worker``), 47 waits cost the second
         one 2 s of a 1M-event rebuild. Trying again at once is a system call; nothing is
-        written until the lock is held. The first time the lock is found busy, ``waiting``
-        runs (see ``transaction``).
+        written until the lock is held. While the lock is busy, ``waiting`` works (see
+        ``transaction``), and the lock is tried again after each piece of its work.
         """
         deadline = time.monotonic() + LOCK_TIMEOUT
         self.conn.execute("PRAGMA busy_timeout=0")
@@ -323,9 +324,9 @@ class SQLiteDatabase(Database):
                     if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
                         raise
                 if waiting is not None:
-                    work, waiting = waiting, None
-                    work()
-                    continue
+                    if waiting():
+                        continue
+                    waiting = None
                 time.sleep(LOCK_POLL)
         finally:
             self.conn.execute(f"PRAGMA busy_timeout={int(LOCK_TIMEOUT * 1000)}")
@@ -378,7 +379,7 @@ class PostgresDatabase(Database):
         return self.conn.cursor()
 
     @contextmanager
-    def transaction(self, waiting: Callable[[], None] | None = None) -> Iterator[Any]:
+    def transaction(self, waiting: Callable[[], bool] | None = None) -> Iterator[Any]:
         # PostgreSQL has no database-wide write lock to wait for: ``waiting`` never runs.
         with self.lock, self.conn.transaction(), self.conn.cursor() as cur:
             yield cur

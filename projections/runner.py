@@ -21,12 +21,12 @@ one transaction at a time.
 
 from __future__ import annotations
 
-import functools
 import gc
 import logging
 import pickle
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -102,6 +102,10 @@ DEFER_INDEXES_LAG = 50_000
 #: A catch-up further behind than this shares its projections with a second runner process,
 #: on a second core (see ``projections.worker``); a smaller one is not worth its start (about 0.5 s).
 PROCESS_LAG = 50_000
+#: Batches a runner prepares ahead while another writer holds SQLite's write lock. One
+#: covers another runner's commit; a second runner building an index holds the lock for
+#: a second or more, as long as ten batches take to prepare (and about 5 MB each to hold).
+AHEAD_BATCHES = 10
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(position, head)`` after every committed batch."""
@@ -388,12 +392,26 @@ class Runner:
         """``catch_up`` in this process: read, map, plan and commit batch after batch."""
         read = planned = 0
 
-        def next_size() -> int:
-            return self.batch_size if limit is None else min(self.batch_size, limit - planned)
+        def next_size(pending: int = 0) -> int:
+            """The size of the next batch, after ``pending`` notifications already prepared ahead."""
+            return self.batch_size if limit is None else min(self.batch_size, limit - planned - pending)
 
-        # A batch prepared while the previous one waited for SQLite's write lock (another
-        # runner was committing): used if that commit applied everything it planned.
-        ahead: list[BatchPlan | None] = []
+        # Batches prepared while the one before them waited for SQLite's write lock (another
+        # runner was committing or building an index), in log order, None last if that
+        # reached the head: used if that commit applied everything it planned.
+        ahead: deque[BatchPlan | None] = deque()
+
+        def prepare_ahead(plan: BatchPlan) -> Callable[[], bool]:
+            """What a commit of ``plan`` does while it waits for the lock: one more batch ahead, if allowed."""
+
+            def work() -> bool:
+                if len(ahead) >= AHEAD_BATCHES or (ahead and ahead[-1] is None):
+                    return False
+                size = next_size(sum(batch.notifications for batch in ahead if batch is not None))
+                return size > 0 and self._prepare_ahead(ahead, plan, chosen, size, upto, raise_errors)
+
+            return work
+
         # Batches allocate millions of objects that die by reference counting and form no
         # cycles; with the cycle collector on, full collections keep walking every live
         # row and operation of the batch in hand. Cycles made meanwhile wait until the end.
@@ -404,12 +422,11 @@ class Runner:
                 size = next_size()
                 if size <= 0:
                     break
-                plan = ahead.pop() if ahead else self.prepare(chosen, size, upto, raise_errors)
+                plan = ahead.popleft() if ahead else self.prepare(chosen, size, upto, raise_errors)
                 if plan is None:
                     break
                 planned += plan.notifications
-                waiting = functools.partial(self._prepare_into, ahead, plan, chosen, next_size(), upto, raise_errors)
-                report = self.commit(plan, raise_errors, waiting=waiting)
+                report = self.commit(plan, raise_errors, waiting=prepare_ahead(plan))
                 read += report.notifications
                 if progress is not None:
                     progress(report.end, report.head)
@@ -482,27 +499,28 @@ class Runner:
                 eligible.append(projection)
         return eligible
 
-    def _prepare_into(
-        self, ahead: list[BatchPlan | None], plan: BatchPlan, chosen: Sequence[Projection], size: int,
+    def _prepare_ahead(
+        self, ahead: deque[BatchPlan | None], plan: BatchPlan, chosen: Sequence[Projection], size: int,
         upto: int | None, raise_errors: bool,
-    ) -> None:
-        """Put in ``ahead`` the batch after ``plan``, prepared as if ``plan`` were committed: the work of a wait
-        for the write lock.
+    ) -> bool:
+        """Append to ``ahead`` the batch after ``plan`` and those already in it, prepared as if they were
+        committed: the work of a wait for the write lock. Returns whether it did.
 
-        A failure is not raised here but again by the ``prepare`` after the commit, in its
-        turn: ``plan`` commits first, as it would have without the wait.
+        A failure is not raised here but again by the ``prepare`` after the commits before
+        it, in its turn: they commit first, as they would have without the wait.
         """
-        if size <= 0:
-            return
         positions = self.db.positions()
-        for projection, stored, _ in plan.planned:
-            if positions.get(projection.name) != stored:
-                return  # another runner got there first: ``plan`` will be lost for it
-            positions[projection.name] = (stored[0], plan.end)
+        for batch in (plan, *ahead):
+            assert batch is not None  # nothing is prepared after the head
+            for projection, stored, _ in batch.planned:
+                if positions.get(projection.name) != stored:
+                    return False  # another runner got there first: ``batch`` will be lost for it
+                positions[projection.name] = (stored[0], batch.end)
         try:
             ahead.append(self.prepare(chosen, size, upto, raise_errors, positions=positions))
         except Exception:
-            return
+            return False
+        return True
 
     def prepare(
         self,
@@ -565,7 +583,7 @@ class Runner:
         return BatchPlan(planned, start, end, head, len(rows), started)
 
     def commit(
-        self, plan: BatchPlan, raise_errors: bool = True, waiting: Callable[[], None] | None = None,
+        self, plan: BatchPlan, raise_errors: bool = True, waiting: Callable[[], bool] | None = None,
     ) -> BatchReport:
         """Write a prepared batch, but only for projections still at the position it was mapped from.
 

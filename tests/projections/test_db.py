@@ -253,6 +253,45 @@ def test_a_writer_takes_sqlites_lock_as_soon_as_another_releases_it(tmp_path: An
     db.close()
 
 
+def test_a_waiting_writer_works_until_it_says_it_has_nothing_left_then_only_waits(tmp_path: Any) -> None:
+    """``waiting`` runs while the lock is busy, the lock is tried between its pieces of work, and once it
+    returns False it is not called again; the transaction then begins as soon as the lock is free."""
+    import sqlite3
+    import threading
+    import time
+
+    from projections.db import SQLiteDatabase
+
+    db = SQLiteDatabase(str(tmp_path / "rm.sqlite"))
+    with db.transaction() as cur:
+        cur.execute("CREATE TABLE t (x INTEGER)")
+    other = sqlite3.connect(str(tmp_path / "rm.sqlite"), isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    pieces: list[float] = []
+
+    def waiting() -> bool:
+        pieces.append(time.monotonic())
+        return len(pieces) < 3  # three pieces of work, the third says it was the last
+
+    def release() -> None:
+        time.sleep(0.3)
+        other.execute("COMMIT")
+
+    holder = threading.Thread(target=release)
+    holder.start()
+    with db.transaction(waiting) as cur:
+        began = time.monotonic()
+        cur.execute("INSERT INTO t VALUES (1)")
+    holder.join()
+    assert len(pieces) == 3 and began - pieces[-1] >= 0.2  # then it waited without calling it again
+    with db.transaction(waiting) as cur:  # the lock is free: no waiting at all
+        cur.execute("INSERT INTO t VALUES (2)")
+    assert len(pieces) == 3
+    assert other.execute("SELECT x FROM t ORDER BY rowid").fetchall() == [(1,), (2,)]
+    other.close()
+    db.close()
+
+
 def test_a_writer_gives_up_after_the_lock_timeout_with_sqlites_own_error(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,11 +8,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 from projection_helpers import (
     CountingProjection,
@@ -38,7 +41,7 @@ from projections import views
 from projections.audit import AuditProjection
 from projections.base import INT, Insert, Op, Projection, ProjectionError, Recorded, Table
 from projections.db import read_frame, scan_frame
-from projections.log import IDS_PER_READ
+from projections.log import IDS_PER_READ, RecorderEventLog, SQLEventLog
 from projections.runner import Runner, wait_for_position
 
 
@@ -307,6 +310,56 @@ def test_events_written_by_another_process_appear_in_the_read_models(
     assert "analyst-500" in members["user_id"].to_list() and "analyst-501" not in members["user_id"].to_list()
 
 
+def test_a_runner_reads_the_log_on_its_own_connection_and_on_sqlite_never_loads_the_postgresql_driver(
+    marketplace: Marketplace, open_runner: OpenRunner, config: Config
+) -> None:
+    """Both stores are read with plain SQL (not the recorder's per-row objects); a runner process on
+    SQLite, a rebuild's helper among them, starts without importing psycopg."""
+    assert isinstance(open_runner(fresh(), app=marketplace.app).log, SQLEventLog)
+    script = (
+        "import sys\n"
+        "from marketplace.config import Config\n"
+        "from projections.runner import Runner\n"
+        "with Runner.open(Config.from_env()) as runner:\n"
+        "    print(type(runner.log).__name__, sorted(m for m in sys.modules if m.startswith(('psycopg', "
+        "'eventsourcing.postgres'))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], env=subprocess_env(config), capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    if config.database_url:
+        assert done.stdout.startswith("SQLEventLog ['eventsourcing.postgres', 'psycopg")
+    else:
+        assert done.stdout.strip() == "SQLEventLog []"
+
+
+def test_the_log_reader_reads_what_the_recorder_selects_whatever_the_range_limit_and_topics(
+    marketplace: Marketplace, open_runner: OpenRunner
+) -> None:
+    """The runner's SQL reader (on PostgreSQL, in windows of ids that double while a topic filter
+    leaves them sparse) returns exactly what eventsourcing's own ``select_notifications`` does."""
+    head = bulk_save(marketplace.app, 0, 40)
+    log = open_runner(fresh(), app=marketplace.app).log
+    reference = RecorderEventLog(marketplace.app.recorder, log.codec)
+    in_log = sorted({row[3] for row in reference.read(0, head, head)})
+    rare = [topic for topic in in_log if topic.endswith((".Registered", ".QualificationDecided"))]
+
+    @settings(max_examples=80, deadline=None)
+    @given(after=st.integers(0, head), span=st.integers(0, head), limit=st.integers(1, 70),
+           topics=st.one_of(st.none(), st.just(rare), st.lists(st.sampled_from(in_log), unique=True)))
+    def reads_alike(after: int, span: int, limit: int, topics: list[str] | None) -> None:
+        stop = min(after + span, head + 3)
+        mine = log.read(after, stop, limit, topics)
+        theirs = reference.read(after, stop, limit, topics)
+        assert [(r[0], r[2], r[3], bytes(r[4])) for r in mine] == [(r[0], r[2], r[3], bytes(r[4])) for r in theirs]
+
+    reads_alike()
+    # a sparse filter over the whole log, in one call: the windows add up to every match, in order
+    every = log.read(0, head, head, rare)
+    assert [r[0] for r in every] == [r[0] for r in reference.read(0, head, head, rare)]
+    assert len(every) >= 2 * 40  # each bulk unit's registration and qualification decision, at least
+
+
 def test_read_frame_takes_a_table_or_a_query_and_scan_frame_is_lazy(
     marketplace: Marketplace, open_runner: OpenRunner, config: Config
 ) -> None:
@@ -429,26 +482,40 @@ def _holding_the_write_lock(config: Config, seconds: float) -> threading.Thread:
     return holder
 
 
-def test_the_next_batch_is_prepared_while_a_commit_waits_for_sqlites_write_lock(
-    marketplace: Marketplace, config: Config, open_runner: OpenRunner
+@pytest.mark.parametrize("ahead_batches", [10, 1])
+def test_the_next_batches_are_prepared_while_a_commit_waits_for_sqlites_write_lock(
+    marketplace: Marketplace, config: Config, open_runner: OpenRunner, monkeypatch: pytest.MonkeyPatch,
+    ahead_batches: int,
 ) -> None:
+    """While another writer holds the lock (a second runner committing or building an index), the
+    runner maps and plans the batches after the waiting one, in order, up to ``AHEAD_BATCHES``."""
+    import projections.runner as runner_module
+
     if config.database_url:
         pytest.skip("PostgreSQL has no database-wide write lock to wait for")
+    monkeypatch.setattr(runner_module, "AHEAD_BATCHES", ahead_batches)
     bulk_save(marketplace.app, 0, 50)  # 300 events
+    head = head_of(marketplace)
     runner = open_runner(fresh(), app=marketplace.app, batch_size=100)
     runner.ensure()
-    ahead_of: list[tuple[int, int | None]] = []  # (the waiting batch's end, the prepared batch's start)
-    original = runner._prepare_into
+    ahead_of: list[tuple[int, int | None]] = []  # (the waiting batch's end, each prepared batch's start)
+    original = runner._prepare_ahead
 
-    def spy(ahead: list[Any], plan: Any, *args: Any) -> None:
-        original(ahead, plan, *args)
-        ahead_of.append((plan.end, ahead[-1].start if ahead and ahead[-1] is not None else None))
+    def spy(ahead: deque[Any], plan: Any, *args: Any) -> bool:
+        prepared = original(ahead, plan, *args)
+        assert prepared
+        ahead_of.append((plan.end, ahead[-1].start if ahead[-1] is not None else None))
+        return prepared
 
-    runner._prepare_into = spy  # type: ignore[method-assign]
+    runner._prepare_ahead = spy  # type: ignore[method-assign]
     holder = _holding_the_write_lock(config, 0.5)
-    assert runner.catch_up() == head_of(marketplace)
+    assert runner.catch_up() == head
     holder.join()
-    assert ahead_of == [(100, 100)]  # batch 2 was mapped and planned while batch 1 waited
+    # every batch after the first was mapped and planned while the first waited (then the
+    # log's end, None), or as many as allowed
+    everything = [(100, start) for start in range(100, head, 100)] + [(100, None)]
+    assert 3 <= len(everything) <= 10
+    assert ahead_of == everything[:ahead_batches]
     assert not any(runner.lag().values())
     caught_up = tables_of(runner)
     runner.rebuild()  # nobody else writing: no waits

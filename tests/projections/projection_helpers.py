@@ -8,6 +8,8 @@ directory on ``PYTHONPATH``).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -258,3 +260,11 @@ def subprocess_env(config: Config) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(HERE)])
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def run_python(config: Config, script: str) -> str:
+    """Run ``script`` in another Python process on ``config``'s store; its output (it must succeed)."""
+    done = subprocess.run([sys.executable, "-c", script], env=subprocess_env(config), capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout

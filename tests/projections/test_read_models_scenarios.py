@@ -21,7 +21,7 @@ from uuid import UUID
 
 import polars as pl
 import pytest
-from projection_helpers import World, open_world, subprocess_env
+from projection_helpers import World, open_world, run_python, subprocess_env
 
 from domain.errors import DomainError
 from domain.identity import Actor, Role
@@ -386,10 +386,7 @@ WRITER = textwrap.dedent("""
 def test_art8_events_another_process_writes_reach_this_processs_read_models(world: World) -> None:
     w = world
     w.caught_up()
-    done = subprocess.run([sys.executable, "-c", WRITER], env=subprocess_env(w.config), capture_output=True,
-                          text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    last = int(done.stdout.strip().splitlines()[-1])
+    last = int(run_python(w.config, WRITER).strip().splitlines()[-1])
     assert w.runner.wait_for(last, timeout=30, drive=True)
     assert sorted(views.units(w.runner)["name"]) == ["远方单位0", "远方单位1", "远方单位2"]
     assert views.queue(w.runner, "operator_admin")["queue"].to_list() == ["unit_qualification"] * 3

@@ -4,8 +4,6 @@ versions, lag, waiting for a command's notification, failures kept apart, other 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -30,7 +28,7 @@ from projection_helpers import (
     fresh,
     log_totals,
     populate,
-    subprocess_env,
+    run_python,
     unit_admin,
 )
 
@@ -297,10 +295,7 @@ def test_events_written_by_another_process_appear_in_the_read_models(
         "print(populate(mp.parties, 500, 3))\n"
         "mp.close()\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], env=subprocess_env(config), capture_output=True,
-                          text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    nid = int(done.stdout.strip().splitlines()[-1])
+    nid = int(run_python(config, script).strip().splitlines()[-1])
 
     assert runner.wait_for(nid, timeout=20, drive=True)
     audit = runner.frame("rm_audit_events")
@@ -324,13 +319,11 @@ def test_a_runner_reads_the_log_on_its_own_connection_and_on_sqlite_never_loads_
         "    print(type(runner.log).__name__, sorted(m for m in sys.modules if m.startswith(('psycopg', "
         "'eventsourcing.postgres'))))\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], env=subprocess_env(config), capture_output=True,
-                          text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
+    said = run_python(config, script)
     if config.database_url:
-        assert done.stdout.startswith("SQLEventLog ['eventsourcing.postgres', 'psycopg")
+        assert said.startswith("SQLEventLog ['eventsourcing.postgres', 'psycopg")
     else:
-        assert done.stdout.strip() == "SQLEventLog []"
+        assert said.strip() == "SQLEventLog []"
 
 
 def test_the_log_reader_reads_what_the_recorder_selects_whatever_the_range_limit_and_topics(

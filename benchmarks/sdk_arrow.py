@@ -3,13 +3,19 @@
 Value: seconds for ``sy.query(...).collect()`` to return a 1M-row (at scale 1.0) Polars
 DataFrame through the SDK's real code path: token from ``/oauth/token``, ``POST
 /v1/products/{id}/query`` with the SDK's ``Accept`` (``application/vnd.apache.arrow.stream;
-codecs="lz4, zstd"; narrow=1``), the server encoding the frame on every request with the
-API's own ``marketplace.api.queries.arrow_response`` (integer and temporal columns
+codecs="lz4, zstd"; narrow=1``), the server encoding the result on every request with the
+API's own ``marketplace.api.wire.arrow_response`` (integer and temporal columns
 narrowed, LZ4 where it pays, streamed batch by batch), uvicorn (httptools, uvloop) in a
 separate process on loopback, the SDK decoding the stream as it arrives and casting the
 narrowed columns back (``marketplace.client.arrow.read_frame``). The frame it returns is
 checked equal to the frame the server holds, and so is the frame an old client gets that
 asks for a plain stream.
+
+The frame stands for a product version in memory and the result for a row-level query
+of its first rows, so, as in the API, the narrowed columns are taken from those the
+version prepared on its first such result (``VersionWire``, ``ProductData.wire``); what
+narrowing them on every request costs, as the API must for a result the version did not
+prepare, is the info line ``..._narrowed_per_request_...``.
 
 Baselines (all read in this process from a local file, warm page cache, no network, no server):
 
@@ -19,6 +25,9 @@ Baselines (all read in this process from a local file, warm page cache, no netwo
   own decoder over the file and ``pl.read_ipc_stream(path)`` followed by the same
   ``Restoration`` cast back. Same bytes, same decompression and cast-back work, so the
   ratio is what the network path (per-request encoding, HTTP, loopback) adds.
+* info ``..._narrowed_per_request_vs_local_read_of_same_stream``: the same query, its
+  columns narrowed on the request (min and max, temporal step, categories: the passes
+  over every row that ``VersionWire`` makes once per version), against the same baseline.
 * info ``..._vs_local_read_of_unnarrowed_lz4_stream``: the same fastest local read of the
   LZ4 stream of the frame without narrowing (the target baseline before narrowing).
 * info ``..._vs_local_read_uncompressed``: ``pl.read_ipc_stream`` of a plain (uncompressed,
@@ -81,7 +90,15 @@ def frame(rows: int) -> pl.DataFrame:
 
 
 def make_app(path: Path) -> object:
-    """The query endpoint's transport: the API's Arrow encoding and headers over a loaded frame."""
+    """The query endpoint's transport: the API's Arrow encoding and headers over a loaded frame.
+
+    The frame stands for a product version held in memory, and each answer for a
+    row-level result of its first rows: as in the API (``ProductData.wire``), the
+    version's columns are narrowed for the wire on its first such result and taken from
+    there afterwards (``VersionWire``). Under ``/computed`` the same frame is answered as
+    a result whose columns must be narrowed on every request (one the version did not
+    prepare, such as a derived column).
+    """
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
@@ -89,11 +106,18 @@ def make_app(path: Path) -> object:
     from starlette.routing import Route
 
     from marketplace.api.heap import keep_freed_memory
-    from marketplace.api.queries import arrow_response
+    from marketplace.api.wire import ReleasedRows, VersionWire, arrow_response
     from marketplace.client.arrow import ACCEPT_ARROW
 
     keep_freed_memory()  # as the API's own process does (marketplace.api.app)
     data = pl.read_ipc_stream(path)
+    versions: dict[str, VersionWire] = {}
+
+    def released(request: Request) -> ReleasedRows | None:
+        if request.url.path.startswith("/computed/"):
+            return None
+        version = versions.get("v") or versions.setdefault("v", VersionWire(data))
+        return ReleasedRows(version, range(data.height))
 
     async def token(request: Request) -> Response:
         return JSONResponse({"access_token": "bench", "token_type": "Bearer", "expires_in": 900})
@@ -102,9 +126,11 @@ def make_app(path: Path) -> object:
         await request.body()
         headers = {"X-Shuyun-Rows-Out": str(data.height), "X-Shuyun-Epsilon-Spent": "0.0",
                    "X-Shuyun-Use-Id": "bench", "X-Shuyun-Product-Version": "1"}
-        # as in the API, the response is built in a worker thread (v1.prepare_query)
-        response: Response = await run_in_threadpool(arrow_response, data, request.headers.get("accept", ""),
-                                                     headers)
+
+        def answer() -> Response:  # as in the API, the response is built in a worker thread (v1.prepare_query)
+            return arrow_response(data, request.headers.get("accept", ""), headers, released(request))
+
+        response: Response = await run_in_threadpool(answer)
         return response
 
     encoded, media_type = sdk_body(data, ACCEPT_ARROW)
@@ -113,16 +139,18 @@ def make_app(path: Path) -> object:
         """The same bytes the SDK gets, encoded once: what moving them over loopback HTTP costs by itself."""
         return Response(encoded, 200, media_type=media_type)
 
-    return Starlette(routes=[Route("/oauth/token", token, methods=["POST"]),
-                             Route("/v1/products/{product_id}/query", query, methods=["POST"]),
-                             Route("/raw", raw, methods=["GET"])])
+    routes = [Route("/raw", raw, methods=["GET"])]
+    for prefix in ("", "/computed"):
+        routes += [Route(f"{prefix}/oauth/token", token, methods=["POST"]),
+                   Route(f"{prefix}/v1/products/{{product_id}}/query", query, methods=["POST"])]
+    return Starlette(routes=routes)
 
 
 def sdk_body(data: pl.DataFrame, accept: str) -> tuple[bytes, str]:
     """The body and ``Content-Type`` the API's ``arrow_response`` sends for ``accept``."""
     from starlette.responses import StreamingResponse
 
-    from marketplace.api.queries import arrow_response
+    from marketplace.api.wire import arrow_response
 
     response = arrow_response(data, accept, {})
     if isinstance(response, StreamingResponse):
@@ -189,7 +217,7 @@ def _keep_best(times: dict[str, float], key: str, value: float) -> None:
 
 
 def _measure(rows: int, workdir: Path, repeats: int, *, full: bool) -> dict[str, float]:
-    from marketplace.api.queries import arrow_stream
+    from marketplace.api.wire import arrow_stream
     from marketplace.client import Client, WorkspaceConfig
     from marketplace.client.arrow import ACCEPT_ARROW
     from marketplace.client.config import write_secret
@@ -208,6 +236,9 @@ def _measure(rows: int, workdir: Path, repeats: int, *, full: bool) -> dict[str,
         builder = sy.query(PRODUCT).select(*COLUMNS)
         assert_frame_equal(builder.collect(), expected)
         assert sy.last_result is not None and sy.last_result.meta.rows_out == rows
+        computed_sy = Client(WorkspaceConfig(api_url=f"{url}/computed", client_id="bench", secret_file=secret))
+        computed = computed_sy.query(PRODUCT).select(*COLUMNS)
+        assert_frame_equal(computed.collect(), expected)
         with httpx.Client(base_url=url, timeout=120) as http, \
                 with_large_reads(httpx.Client(base_url=url, timeout=120)) as sdk_http:
             def old_client() -> pl.DataFrame:
@@ -226,6 +257,7 @@ def _measure(rows: int, workdir: Path, repeats: int, *, full: bool) -> dict[str,
                 assert_frame_equal(read(), expected)
             for _ in range(2):  # interleaved, so that a burst of load on the machine hits all alike
                 _keep_best(times, "sdk", best_of(repeats, builder.collect))
+                _keep_best(times, "computed", best_of(repeats, computed.collect))
                 for name, read in reads_same.items():
                     _keep_best(times, f"local_same_{name}", best_of(repeats, read))
                 for name, read in reads_lz4.items():
@@ -235,6 +267,7 @@ def _measure(rows: int, workdir: Path, repeats: int, *, full: bool) -> dict[str,
                     _keep_best(times, "transfer", best_of(repeats, lambda: sdk_http.get("/raw").content))
                     _keep_best(times, "old_client", best_of(repeats, old_client))
         sy.close()
+        computed_sy.close()
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -255,6 +288,8 @@ def run(scale: float = 1.0) -> list[Result]:
         results.append(result(f"{name}_vs_local_pl_read_of_same_stream", t["sdk"], "s", t["local_same_pl"],
                               "info"))
         results.append(result(f"{name}_vs_plain_http_transfer", t["sdk"], "s", t["transfer"], "info"))
+        results.append(result(f"{name}_narrowed_per_request_vs_local_read_of_same_stream", t["computed"], "s", same,
+                              "info"))
         results.append(result(f"old_client_plain_stream_{rows}_rows_vs_local_read_uncompressed", t["old_client"],
                               "s", t["local_plain"], "info"))
         capped = min(rows, 100_000)
@@ -266,6 +301,8 @@ def run(scale: float = 1.0) -> list[Result]:
                               min(t["local_lz4_sdk"], t["local_lz4_pl"]), "info"))
         results.append(result(f"sdk_arrow_http_{capped}_rows_vs_local_read_uncompressed", t["sdk"], "s",
                               t["local_plain"], "info"))
+        results.append(result(f"sdk_arrow_http_{capped}_rows_narrowed_per_request_vs_local_read_of_same_stream",
+                              t["computed"], "s", same, "info"))
     return results
 
 

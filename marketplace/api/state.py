@@ -26,6 +26,7 @@ from marketplace.api.dpop import DPoPVerifier
 from marketplace.api.live import LiveCache
 from marketplace.api.metering import UsageMeter
 from marketplace.api.tokens import TokenAuthority
+from marketplace.api.wire import VersionWire
 from marketplace.bootstrap import Marketplace
 from marketplace.sandbox.execute import GroupedCache, VersionData
 from marketplace.services.base import Clock
@@ -61,6 +62,7 @@ class ProductData:
         self.results = GroupedCache(result_bytes)
         self._used = 0
         self._versions: dict[str, VersionData] = {}
+        self._wires: dict[str, VersionWire] = {}
         self._lock = Lock()
 
     def path(self, content_hash: str) -> Path:
@@ -88,6 +90,30 @@ class ProductData:
             kept = self._versions.setdefault(content_hash, loaded)
             if kept is not loaded and in_memory:
                 self._used -= size
+        return kept
+
+    def wire(self, content_hash: str) -> VersionWire | None:
+        """The columns of a version held in memory as they go on the wire to the SDK, narrowed on first use.
+
+        Counted against ``memory_bytes`` like the version itself (at most the version's
+        size; about a sixth of it for typical products); None for a version scanned from
+        its file, or when it does not fit.
+        """
+        found = self._wires.get(content_hash)
+        if found is not None:
+            return found
+        data = self._versions.get(content_hash)
+        if data is None or not isinstance(data.frame, pl.DataFrame):
+            return None
+        with self._lock:
+            fits = self._used + data.frame.estimated_size() <= self.memory_bytes
+        if not fits:
+            return None
+        made = VersionWire(data.frame)
+        with self._lock:
+            kept = self._wires.setdefault(content_hash, made)
+            if kept is made:
+                self._used += made.nbytes
         return kept
 
 

@@ -36,7 +36,7 @@ from domain.identity import SYSTEM, Actor
 from domain.licensing import Subscription
 from domain.products import DataProduct
 from domain.usage import Remaining, UsageLedger, period_of
-from marketplace.api import problems, queries
+from marketplace.api import problems, queries, wire
 from marketplace.api.dpop import InvalidDPoPProof
 from marketplace.api.metering import Metered, MeteringUnavailable, Use
 from marketplace.api.state import ApiState, parse_uuid, state_of
@@ -312,7 +312,8 @@ def prepare_query(
     if outcome.suppressed_groups is not None:  # under differential privacy even that count is not released
         headers["X-Shuyun-Suppressed-Groups"] = str(outcome.suppressed_groups)
     if ARROW_STREAM in accept:
-        answer = queries.arrow_response(outcome.frame, accept, headers)
+        source = queries.released_rows(state, outcome) if wire.arrow_narrow(accept) else None
+        answer = wire.arrow_response(outcome.frame, accept, headers, source)
     else:
         body_out = {"columns": outcome.frame.columns, "rows": outcome.frame.rows(), "meta": outcome.meta()}
         answer = json_response(body_out, headers)

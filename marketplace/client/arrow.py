@@ -3,7 +3,7 @@
 The SDK asks for compressed IPC buffers and narrowed columns (``Accept:
 application/vnd.apache.arrow.stream; codecs="lz4, zstd"; narrow=1``). The API compresses
 only where it pays, and narrows integer and temporal columns to the narrowest integer
-type that holds them (``marketplace.api.queries.wire_table``), with the original schema
+type that holds them (``marketplace.api.wire.wire_table``), with the original schema
 and each column's offset and scale in the stream's schema metadata; ``Restoration``
 casts every batch back, so the frame has exactly the released dtypes and values. A
 server that does not know the parameters sends a plain stream, which reads the same way
@@ -43,7 +43,7 @@ ARROW_STREAM = "application/vnd.apache.arrow.stream"
 #: What the SDK decodes: codecs fastest first (the server picks the first it supports), and
 #: narrowed columns (``Restoration`` casts them back).
 ACCEPT_ARROW = f'{ARROW_STREAM}; codecs="lz4, zstd"; narrow=1'
-#: Schema metadata key of a narrowed stream (written by ``marketplace.api.queries.wire_table``).
+#: Schema metadata key of a narrowed stream (written by ``marketplace.api.wire.wire_table``).
 NARROWED_KEY = b"shuyun:narrowed"
 
 

@@ -215,6 +215,11 @@ class QueryResult:
     watermark_id: str
     fingerprint: str
     noise: str
+    #: Row-level results of a version in memory: which of its rows were released, in order
+    #: (a ``range`` when they are its first rows). The API takes the wire form of those
+    #: columns that are the version's own values from what it prepared for the version
+    #: (``marketplace.api.wire.VersionWire``). None otherwise.
+    source_rows: range | pl.Series | None = None
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -266,8 +271,9 @@ def execute(
     else:
         schema = frame.schema if isinstance(frame, pl.DataFrame) else frame.collect_schema()
     _check_schema(validated, schema)
+    source_rows: range | pl.Series | None = None
     if validated.query.mode is Mode.ROWS:
-        released, truncated = _rows(validated, frame, schema, context)
+        released, truncated, source_rows = _rows(validated, frame, schema, context)
         suppressed: int | None = 0
     else:
         release_key = None if cache is None else _release_key(cache[1], validated, context)
@@ -289,6 +295,7 @@ def execute(
         watermark_id=watermark_id(context.secret, context.subscription_id),
         fingerprint=validated.fingerprint,
         noise=validated.policy.noise.value,
+        source_rows=source_rows,
     )
 
 
@@ -355,14 +362,27 @@ def _predicate(filters: tuple[TypedFilter, ...], schema: pl.Schema) -> pl.Expr |
 # --- rows --------------------------------------------------------------------------------
 
 
+#: The row number a row-level query on a version in memory carries along, to say which rows it released.
+_SOURCE_ROW = "__shuyun_source_row__"
+
+
 def _rows(
     validated: ValidatedQuery, frame: pl.DataFrame | pl.LazyFrame, schema: pl.Schema, context: QueryContext
-) -> tuple[pl.DataFrame, bool]:
+) -> tuple[pl.DataFrame, bool, range | pl.Series | None]:
+    """The released rows, whether the limit cut them, and which rows of an in-memory version they are.
+
+    Unfiltered and unordered, they are the version's first rows; else each carries its
+    row number (``_SOURCE_ROW``) through the plan.
+    """
     query = validated.query
     lazy, engine = _lazy(frame)
     predicate = _predicate(validated.filters, schema)
+    numbered = (isinstance(frame, pl.DataFrame) and (predicate is not None or bool(query.order_by))
+                and _SOURCE_ROW not in schema)
+    if numbered:
+        lazy = lazy.with_row_index(_SOURCE_ROW)
     plan = lazy if predicate is None else lazy.filter(predicate)
-    plan = plan.select(list(query.columns))
+    plan = plan.select([*query.columns, *([_SOURCE_ROW] if numbered else [])])
     if query.order_by:
         plan = plan.sort(
             [o.column for o in query.order_by], descending=[o.desc for o in query.order_by],
@@ -372,8 +392,14 @@ def _rows(
     rows = plan.head(limit + 1).collect(engine=engine)
     truncated = rows.height > limit
     rows = rows.head(limit)
+    source: range | pl.Series | None = None
+    if numbered:
+        source = rows.get_column(_SOURCE_ROW)
+        rows = rows.drop(_SOURCE_ROW)
+    elif isinstance(frame, pl.DataFrame) and predicate is None and not query.order_by:
+        source = range(rows.height)
     floats = [c for c in rows.columns if rows.schema[c].is_float()]
-    return mark_frame(rows, mark_key(context.secret, context.subscription_id), floats), truncated
+    return mark_frame(rows, mark_key(context.secret, context.subscription_id), floats), truncated, source
 
 
 # --- aggregates --------------------------------------------------------------------------

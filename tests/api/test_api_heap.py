@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from marketplace.api.queries import arrow_stream
+from marketplace.api.wire import arrow_stream
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,7 +22,7 @@ REQUESTS = """
 import resource, sys
 import polars as pl
 from marketplace.api.heap import keep_freed_memory
-from marketplace.api.queries import WireFrame, batch_rows, wire_chunks
+from marketplace.api.wire import WireFrame, batch_rows, wire_chunks
 kept = keep_freed_memory() if sys.argv[1] == "keep" else None
 frame = pl.read_ipc_stream(sys.argv[2])
 

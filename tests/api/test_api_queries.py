@@ -11,7 +11,8 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.api.conftest import World, data_product, water_frame
+from marketplace.client.arrow import ACCEPT_ARROW, read_frame
+from tests.api.conftest import DISTRICTS, World, data_product, water_frame
 from tests.scenario import active_subscription, approved_application
 
 QUERY = {"dimensions": ["district"], "aggregates": [{"fn": "count", "alias": "n"}]}
@@ -201,3 +202,23 @@ def test_art23_the_privacy_budget_of_a_general4_product_is_spent_and_then_refuse
     assert response.json()["code"] == "privacy_budget_exhausted"
     ledger = world.ledger(subscription)
     assert ledger is not None and ledger.budget_used <= 1.0 and ledger.refusals == 1
+
+
+def test_art22_row_level_results_to_the_sdk_are_narrowed_from_their_version(world: World) -> None:
+    """The API narrows a version's columns once and takes each row-level result's from there
+    (``marketplace.api.wire.VersionWire``): the SDK still gets exactly the rows the JSON answer has, and a
+    result of one district's rows gets the version's dictionary of codes (not one of its own), naming only
+    that district."""
+    token = world.token()
+    one = {"column": "district", "op": "eq", "value": DISTRICTS[0]}
+    for body in ({"mode": "rows", "columns": ["district", "consumption_m3"], "limit": 40},
+                 {"mode": "rows", "columns": ["consumption_m3", "district"], "filters": [one],
+                  "order_by": [{"column": "consumption_m3", "desc": True}], "limit": 30}):
+        as_json = post(world, token, world.open2, body).json()
+        response = post(world, token, world.open2, body, accept=ACCEPT_ARROW)
+        assert response.status_code == 200, response.text
+        frame = read_frame([response.content], expected_rows=len(as_json["rows"]))
+        assert frame.columns == as_json["columns"] and [list(row) for row in frame.rows()] == as_json["rows"]
+    dictionary = pa.ipc.open_stream(response.content).read_all().column("district").chunk(0).dictionary.to_pylist()
+    assert set(dictionary) - {None} == {DISTRICTS[0]}
+    assert len(dictionary) >= world.raw["district"].n_unique() > 1  # the version's code range

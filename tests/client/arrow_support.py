@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from marketplace.api.queries import ARROW_STREAM, arrow_response
+from marketplace.api.wire import ARROW_STREAM, arrow_response
 from marketplace.client import Client, WorkspaceConfig
 from marketplace.client.config import write_secret
 

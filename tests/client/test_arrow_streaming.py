@@ -1,6 +1,6 @@
 """A large result streamed: each next piece is encoded while this one is on the wire, and nothing outlives the client.
 
-The API encodes one record batch ahead (``marketplace.api.queries.encoded_ahead``), so
+The API encodes one record batch ahead (``marketplace.api.wire.encoded_ahead``), so
 that narrowing and writing the next batch overlap with sending this one and the client
 decoding it. A client that goes away stops the encoding after the piece in hand; a
 failure while encoding a later piece cuts the chunked body, which the SDK reports as
@@ -37,8 +37,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from marketplace.api import queries  # noqa: E402
-from marketplace.api.queries import arrow_chunks, arrow_media_type, arrow_response, encoded_ahead  # noqa: E402
+from marketplace.api import wire  # noqa: E402
+from marketplace.api.wire import arrow_chunks, arrow_media_type, arrow_response, encoded_ahead  # noqa: E402
 from marketplace.client import Client, ResultUnreadable, WorkspaceConfig  # noqa: E402
 from marketplace.client.arrow import read_frame  # noqa: E402
 from tests.client.arrow_support import DISTRICTS, PRODUCT, secret_in  # noqa: E402
@@ -139,7 +139,7 @@ def _sdk(url: str, tmp_path: Path) -> Client:
 
 def test_the_sdk_reads_a_large_result_streamed_by_a_real_server(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(queries, "BATCH_BYTES", 16_384)  # many batches, streamed (chunked)
+    monkeypatch.setattr(wire, "BATCH_BYTES", 16_384)  # many batches, streamed (chunked)
     frame = result()
 
     async def query(request: Request) -> Response:
@@ -194,7 +194,7 @@ def test_a_categorical_dictionary_travels_once_however_many_batches(narrow: bool
 def test_which_codes_occur_is_found_exactly(indices: np.ndarray, spread: int) -> None:
     width = max(spread, int(indices.max()) + 1 if indices.size else 1)
     expected = np.isin(np.arange(width), indices)
-    assert queries._present(indices, width).tolist() == expected.tolist()
+    assert wire._present(indices, width).tolist() == expected.tolist()
     wide = indices.astype(np.uint16) * 3
     wide_width = max(width * 3, int(wide.max()) + 1 if wide.size else 1)
-    assert queries._present(wide, wide_width).tolist() == np.isin(np.arange(wide_width), wide).tolist()
+    assert wire._present(wide, wide_width).tolist() == np.isin(np.arange(wide_width), wide).tolist()

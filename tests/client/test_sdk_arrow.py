@@ -37,8 +37,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from marketplace.api import queries  # noqa: E402
-from marketplace.api.queries import (  # noqa: E402
+from marketplace.api import wire  # noqa: E402
+from marketplace.api.wire import (  # noqa: E402
     ARROW_STREAM,
     arrow_chunks,
     arrow_codec,
@@ -92,7 +92,7 @@ def test_codec_is_what_the_arrow_media_range_lists_first_and_the_api_supports(ac
 @given(st.text(max_size=80))
 def test_any_accept_header_yields_a_supported_codec_or_none(accept: str) -> None:
     """Property: no header makes the API pick a codec it cannot write, or fail."""
-    assert arrow_codec(accept) in (None, *queries.ARROW_CODECS)
+    assert arrow_codec(accept) in (None, *wire.ARROW_CODECS)
 
 
 def test_the_sdk_asks_for_lz4_and_reads_content_types_with_parameters() -> None:
@@ -104,11 +104,11 @@ def test_the_sdk_asks_for_lz4_and_reads_content_types_with_parameters() -> None:
 
 
 @pytest.mark.parametrize("rows", [0, 1, 5000])
-@pytest.mark.parametrize("batch_bytes", [queries.BATCH_BYTES, 2048])  # whole, or streamed in many batches
+@pytest.mark.parametrize("batch_bytes", [wire.BATCH_BYTES, 2048])  # whole, or streamed in many batches
 def test_compressed_and_plain_streams_decode_to_the_same_frame(
     rows: int, batch_bytes: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(queries, "BATCH_BYTES", batch_bytes)
+    monkeypatch.setattr(wire, "BATCH_BYTES", batch_bytes)
     frame = result(rows)
     with TestClient(app_serving(frame)) as http:
         plain = http.post("/q", headers={"Accept": ARROW_STREAM})
@@ -183,7 +183,7 @@ def secret_file(tmp_path: Path) -> Path:
 
 def test_the_sdk_negotiates_lz4_and_returns_the_released_frame(secret_file: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(queries, "BATCH_BYTES", 4096)
+    monkeypatch.setattr(wire, "BATCH_BYTES", 4096)
     frame = result()
     transport = TokenTransport(app_serving(frame))
     sy = sdk_over(app_serving(frame), secret_file, transport)

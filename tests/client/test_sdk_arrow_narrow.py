@@ -40,8 +40,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from marketplace.api import queries  # noqa: E402
-from marketplace.api.queries import (  # noqa: E402
+from marketplace.api import wire  # noqa: E402
+from marketplace.api.wire import (  # noqa: E402
     ARROW_STREAM,
     NARROWED_KEY,
     WireFrame,
@@ -198,20 +198,20 @@ def test_a_step_the_sample_suggests_but_a_later_row_breaks_is_not_used() -> None
 
 
 def test_a_categorical_over_a_wide_range_of_codes_still_arrives(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(queries, "MAX_DICTIONARY", 1)  # Polars' own export instead of the code range
+    monkeypatch.setattr(wire, "MAX_DICTIONARY", 1)  # Polars' own export instead of the code range
     frame = extremes()
     assert_frame_equal(read_frame([narrowed_body(frame, rows=3)]), frame)
 
 
 @pytest.mark.parametrize("narrow", [False, True])
 @pytest.mark.parametrize("codec", [None, "lz4"])
-@pytest.mark.parametrize("max_dictionary", [queries.MAX_DICTIONARY, 1])
+@pytest.mark.parametrize("max_dictionary", [wire.MAX_DICTIONARY, 1])
 def test_art23_a_result_never_carries_categories_of_other_results(
     narrow: bool, codec: str | None, max_dictionary: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Polars' categories are global to the API process: the code range of one result's column can hold
     categories another product's result registered. Only the categories of this result may travel."""
-    monkeypatch.setattr(queries, "MAX_DICTIONARY", max_dictionary)
+    monkeypatch.setattr(wire, "MAX_DICTIONARY", max_dictionary)
     another = pl.Series(["甲", "另一产品的机密类别", "乙", "ANOTHER-SECRET"], dtype=pl.Categorical)  # alive meanwhile
     frame = pl.DataFrame({"c": pl.Series(["甲", "乙", None, "甲", "乙"], dtype=pl.Categorical)})
     codes = another.to_physical().to_list()
@@ -327,7 +327,7 @@ def test_the_sdk_gets_narrowed_columns_uncompressed_when_compression_does_not_pa
     with TestClient(app_serving(frame)) as http:
         response = http.post("/q", headers={"Accept": ACCEPT_ARROW})
     assert response.headers["content-type"] == f"{ARROW_STREAM}; narrow=1"
-    assert not queries.compression_pays(WireFrame(frame, narrow=True), "lz4")
+    assert not wire.compression_pays(WireFrame(frame, narrow=True), "lz4")
     assert_frame_equal(read_frame([response.content], expected_rows=frame.height), frame)
 
 

@@ -161,3 +161,42 @@ def test_art22_hand_built_policy_runs() -> None:
                        QueryContext("s", "v", SECRET))
     assert result.frame.rows() == [("a", 11)] and result.groups_suppressed == 1
     assert replace(policy, noise=Noise.NONE) == policy
+
+
+@pytest.mark.parametrize("query", [
+    {"filters": [{"column": "line", "op": "eq", "value": "L1"}], "order_by": [{"column": "riders", "desc": True}]},
+    {"filters": [{"column": "line", "op": "ne", "value": "L1"}]},
+    {"order_by": [{"column": "stop"}, {"column": "riders", "desc": True}]},
+])
+def test_a_row_level_result_of_a_version_in_memory_says_which_rows_it_released(
+    buses_version: BuiltVersion, buses: pl.DataFrame, query: dict[str, Any]
+) -> None:
+    """The API narrows a version's columns once and takes each row-level result's from them
+    (``marketplace.api.wire.VersionWire``): the rows it names must be exactly the released ones, in order."""
+    result = run_query({"mode": "rows", "columns": ["stop", "line", "riders", "fare"], "limit": 40, **query},
+                       bus_policy(), buses, context(buses_version))
+    rows = result.source_rows
+    assert isinstance(rows, pl.Series) and rows.len() == result.rows_out == 40
+    assert rows.n_unique() == 40 and result.frame.columns == ["stop", "line", "riders", "fare"]
+    taken = buses[rows.to_list()]
+    for name in ("stop", "line", "riders"):  # the version's own values
+        assert result.frame[name].to_list() == taken[name].to_list()
+    assert result.frame["fare"].to_list() == pytest.approx(taken["fare"].to_list(), rel=REL)  # watermarked
+
+
+def test_an_unfiltered_unordered_row_level_result_is_the_versions_first_rows(
+    buses_version: BuiltVersion, buses: pl.DataFrame
+) -> None:
+    result = run_query({"mode": "rows", "columns": ["riders", "stop"], "limit": 25}, bus_policy(), buses,
+                       context(buses_version))
+    assert result.source_rows == range(25)
+    assert result.frame.rows() == buses.select("riders", "stop").head(25).rows()
+
+
+def test_a_row_level_result_of_a_scanned_version_names_no_rows(buses_version: BuiltVersion) -> None:
+    """A version too large to hold is scanned from its file: nothing was narrowed for it."""
+    result = ask({"mode": "rows", "columns": ["stop"], "limit": 5}, bus_policy(), buses_version)
+    assert result.source_rows is None and result.rows_out == 5
+    aggregated = run_query({"dimensions": ["line"], "aggregates": [{"fn": "count"}]}, bus_policy(),
+                           pl.read_parquet(buses_version.path), context(buses_version))
+    assert aggregated.source_rows is None

@@ -46,7 +46,7 @@ class QueryOutcome:
     suppressed_groups: int | None
     fields: tuple[str, ...]
     metadata: dict[str, Any]
-    content_hash: str = ""
+    content_hash: str
     source_rows: range | pl.Series | None = None
 
     def meta(self) -> dict[str, Any]:

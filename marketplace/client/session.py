@@ -237,8 +237,9 @@ class Client:
     ) -> QueryResult:
         """Send a sandbox query; the result is decoded from the Arrow stream as it arrives.
 
-        The SDK asks for LZ4-compressed IPC buffers (a third of the bytes on the wire for
-        typical results); an API that ignores the request sends a plain stream, read the same way.
+        The SDK asks for narrowed columns and compressed IPC buffers (``ACCEPT_ARROW``: the
+        API compresses only where it pays); an API that ignores the request sends a plain
+        stream, read the same way.
         """
         body = json.dumps(query, ensure_ascii=False, allow_nan=False).encode()
         params = {"subscription": subscription_id} if subscription_id else None

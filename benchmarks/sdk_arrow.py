@@ -100,10 +100,10 @@ def make_app(path: Path) -> object:
 
     The frame stands for a product version held in memory, and each answer for a
     row-level result of its first rows: as in the API (``ProductData.wire``), the
-    version's columns are narrowed for the wire on its first such result and taken from
-    there afterwards (``VersionWire``). Under ``/computed`` the same frame is answered as
-    a result whose columns must be narrowed on every request (one the version did not
-    prepare, such as a derived column).
+    version's columns are narrowed for the wire once (here, at start-up; the API on the
+    version's first such result) and taken from there (``VersionWire``). Under
+    ``/computed`` the same frame is answered as a result whose columns must be narrowed
+    on every request (one the version did not prepare, such as a derived column).
     """
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
@@ -117,13 +117,10 @@ def make_app(path: Path) -> object:
 
     keep_freed_memory()  # as the API's own process does (marketplace.api.app)
     data = pl.read_ipc_stream(path)
-    versions: dict[str, VersionWire] = {}
+    version = VersionWire(data)  # what the API makes on the version's first row-level result
 
     def released(request: Request) -> ReleasedRows | None:
-        if request.url.path.startswith("/computed/"):
-            return None
-        version = versions.get("v") or versions.setdefault("v", VersionWire(data))
-        return ReleasedRows(version, range(data.height))
+        return None if request.url.path.startswith("/computed/") else ReleasedRows(version, range(data.height))
 
     async def token(request: Request) -> Response:
         return JSONResponse({"access_token": "bench", "token_type": "Bearer", "expires_in": 900})

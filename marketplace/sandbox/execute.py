@@ -377,8 +377,9 @@ def _rows(
     query = validated.query
     lazy, engine = _lazy(frame)
     predicate = _predicate(validated.filters, schema)
-    numbered = (isinstance(frame, pl.DataFrame) and (predicate is not None or bool(query.order_by))
-                and _SOURCE_ROW not in schema)
+    in_memory = isinstance(frame, pl.DataFrame)
+    first_rows = predicate is None and not query.order_by
+    numbered = in_memory and not first_rows and _SOURCE_ROW not in schema
     if numbered:
         lazy = lazy.with_row_index(_SOURCE_ROW)
     plan = lazy if predicate is None else lazy.filter(predicate)
@@ -396,7 +397,7 @@ def _rows(
     if numbered:
         source = rows.get_column(_SOURCE_ROW)
         rows = rows.drop(_SOURCE_ROW)
-    elif isinstance(frame, pl.DataFrame) and predicate is None and not query.order_by:
+    elif in_memory and first_rows:
         source = range(rows.height)
     floats = [c for c in rows.columns if rows.schema[c].is_float()]
     return mark_frame(rows, mark_key(context.secret, context.subscription_id), floats), truncated, source

@@ -50,7 +50,9 @@ EVENTS = Table(
         "actor_role": TEXT,
     },
     key=("notification_id",),
-    indexes=(("aggregate_id",), ("actor_user_id",)),
+    # No index on ``aggregate_id``: the log's own primary key finds an aggregate's events
+    # (``views.audit``), and building a second index took a tenth of a rebuild.
+    indexes=(("actor_user_id",),),
 )
 
 TABLE_NAME = EVENTS.name
@@ -137,6 +139,12 @@ _ACTOR_TAIL = re.compile(r'"\},"unit_id":(?:null|\{"_type_":"uuid_hex","_data_":
                          r'"provider_id":(?:null|\{"_type_":"uuid_hex","_data_":"[0-9a-f]{32}"\})\}\}\}')
 
 
+#: The actors read so far, by their text as an event ends with it (``,"by":...}}}``): who acts
+#: repeats, so most events find theirs here. Bounded: emptied when full.
+_ACTORS: dict[str, tuple[str, str]] = {}
+ACTORS_KEPT = 4096
+
+
 def _read_quickly(text: str) -> tuple[str, str, str] | None:
     """``(timestamp, user_id, role)`` from a domain event's JSON as the store writes it, or None if unsure.
 
@@ -145,32 +153,51 @@ def _read_quickly(text: str) -> tuple[str, str, str] | None:
     starts, so it is the top-level one. The actor is read from the last ``,"by":`` and
     taken only if what follows it is exactly an actor and the closing brace of the whole
     document, so that ``by`` is the top-level one too. A value holding a backslash (an
-    escape) or any other shape sends the event to the full parse.
+    escape) or any other shape sends the event to the full parse. That text, from the
+    last ``,"by":`` to the end, is the same for every event of one actor: once read, its
+    actor is looked up (``_ACTORS``), which halves the cost of the quick read.
     """
     if not text.startswith(_TIMESTAMP_HEAD):
         return None
     start = len(_TIMESTAMP_HEAD)
     end = text.find('"', start)
     timestamp = text[start:end]
-    at = text.rfind(_ACTOR_HEAD)
-    if end < 0 or text[end + 1] != "}" or "\\" in timestamp or at < 0:
+    if end < 0 or text[end + 1] != "}" or "\\" in timestamp:
         return None
-    start = at + len(_ACTOR_HEAD)
-    end = text.find('"', start)
-    user_id = text[start:end]
-    if "\\" in user_id or not text.startswith(_ROLE_HEAD, end):
+    at = text.rfind(_ACTOR_HEAD)
+    if at < 0:
+        return None
+    tail = text[at:]
+    actor = _ACTORS.get(tail)
+    if actor is None:
+        actor = _read_actor(tail)
+        if actor is None:
+            return None
+        if len(_ACTORS) >= ACTORS_KEPT:
+            _ACTORS.clear()
+        _ACTORS[tail] = actor
+    return timestamp, actor[0], actor[1]
+
+
+def _read_actor(tail: str) -> tuple[str, str] | None:
+    """``(user_id, role)`` of an event's end that starts with ``_ACTOR_HEAD``, if it is exactly an actor
+    and the end of the document."""
+    start = len(_ACTOR_HEAD)
+    end = tail.find('"', start)
+    user_id = tail[start:end]
+    if "\\" in user_id or not tail.startswith(_ROLE_HEAD, end):
         return None
     start = end + len(_ROLE_HEAD)
-    end = text.find('"', start)
-    role = text[start:end]
-    if "\\" in role or _ACTOR_TAIL.fullmatch(text, end) is None:
+    end = tail.find('"', start)
+    role = tail[start:end]
+    if "\\" in role or _ACTOR_TAIL.fullmatch(tail, end) is None:
         return None
-    return timestamp, user_id, role
+    return user_id, role
 
 
 class AuditProjection(Projection):
     name = "audit"
-    version = 6
+    version = 7
     topics = None
     tables = (EVENTS,)
     decodes_last = True

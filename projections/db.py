@@ -21,8 +21,6 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-import polars as pl
-
 from projections.base import (
     ColumnType,
     Delete,
@@ -36,6 +34,8 @@ from projections.base import (
 )
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from marketplace.config import Config
 
 #: Seconds a writer waits for another writer's lock before giving up (SQLite busy timeout).
@@ -63,13 +63,26 @@ _POSTGRES_TYPES = {
     ColumnType.BOOL: "boolean",
     ColumnType.TIMESTAMP: "timestamptz",
 }
-_POLARS_TYPES: dict[ColumnType, Any] = {
-    ColumnType.TEXT: pl.String,
-    ColumnType.INT: pl.Int64,
-    ColumnType.FLOAT: pl.Float64,
-    ColumnType.BOOL: pl.Boolean,
-    ColumnType.TIMESTAMP: pl.Datetime("us", "UTC"),
-}
+
+
+def _polars_type(kind: ColumnType) -> Any:
+    """The Polars dtype of a portable column type.
+
+    Polars is imported where frames are made, not with this module: a runner process
+    (a rebuild's helper among them) writes rows and never makes a frame, and importing
+    Polars was a third of its start (about 0.3 s).
+    """
+    import polars as pl
+
+    return {
+        ColumnType.TEXT: pl.String,
+        ColumnType.INT: pl.Int64,
+        ColumnType.FLOAT: pl.Float64,
+        ColumnType.BOOL: pl.Boolean,
+        ColumnType.TIMESTAMP: pl.Datetime("us", "UTC"),
+    }[kind]
+
+
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
 
@@ -493,16 +506,16 @@ class OpPlanner:
             appended = self._appended(ops)
             if appended is not None:
                 return appended
-        per_table: dict[str, tuple[dict[Any, list[Any]], list[list[Any]]]] = {}
-        keys_of = self._keys
+        # Per table: the last slot of each row, the slots in order, and the key getters (one
+        # lookup per operation: this loop runs for every operation of a rebuild).
+        per_table: dict[str, tuple[dict[Any, list[Any]], list[list[Any]], Any, int, Any]] = {}
         for kind, op in zip(kinds, ops, strict=True):
             name = op[0]
             entry = per_table.get(name)
             if entry is None:
                 self.table(name)
-                entry = per_table[name] = ({}, [])
-            last, slots = entry
-            of_row, width, of_mapping = keys_of[name]
+                entry = per_table[name] = ({}, [], *self._keys[name])
+            last, slots, of_row, width, of_mapping = entry
             given: Any = op[1]
             key: Any
             try:  # (inserts are the bulk of a rebuild: the cheapest path)
@@ -515,23 +528,30 @@ class OpPlanner:
                 raise ProjectionError(
                     f"{_KIND_NAMES[kind]} on {name}: key values must be scalars, got {key!r}"
                 ) from None
-            if previous is not None:
+            if previous is None:
+                slot = [0, kind, op]
+            else:
                 merged = self._fold(previous[1], previous[2], kind, op)
                 if merged is not None:
                     previous[1], previous[2] = merged
                     continue
-            slot = [0 if previous is None else previous[0] + 1, kind, op]
+                slot = [previous[0] + 1, kind, op]
             last[key] = slot
             slots.append(slot)
         plan: Plan = {}
-        for name, (_, slots) in per_table.items():
+        shape_of = self._shape
+        for name, (_, slots, *_getters) in per_table.items():
             groups: dict[tuple[int, tuple[Any, ...]], list[Sequence[Any]]] = {}
             insert_shape = ("insert", name)
+            shape: tuple[Any, ...]
             for wave, kind, op in slots:
                 if kind == INSERT:
                     shape, params = insert_shape, op[1]
+                elif kind == UPSERT:  # the other common case, inline
+                    row = op[1]
+                    shape, params = ("upsert", name, tuple(row)), tuple(row.values())
                 else:
-                    shape, params = self._shape(kind, op)
+                    shape, params = shape_of(kind, op)
                 group = groups.get((wave, shape))
                 if group is None:
                     groups[(wave, shape)] = [params]
@@ -583,6 +603,11 @@ class OpPlanner:
             if first_kind == UPDATE and kind == UPDATE:
                 return UPDATE, Update(first[0], first[1], {**first[2], **values})
             return None
+        if kind == DELETE and first_kind == UPSERT:
+            # The delete undoes the upsert whatever the row held: only the delete need run, if
+            # the upsert names no unknown column (then its statement must report it).
+            index = self._columns[first[0]]
+            return (DELETE, then) if all(column in index for column in first[1]) else None
         if kind == INCREMENT and first_kind == INCREMENT:
             deltas = dict(first[2])
             for column, delta in then[2].items():
@@ -747,6 +772,8 @@ def frame_from_rows(
     columns: Sequence[str], rows: Sequence[Sequence[Any]], types: Mapping[str, ColumnType] | None = None
 ) -> pl.DataFrame:
     """Rows to a frame; declared columns get their portable dtype whatever the driver returned."""
+    import polars as pl
+
     types = types or {}
     data = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
     series = []
@@ -758,11 +785,11 @@ def frame_from_rows(
             if any(isinstance(v, str) for v in values):
                 series.append(pl.Series(name, list(values), dtype=pl.String).str.to_datetime(time_zone="UTC"))
             else:
-                series.append(pl.Series(name, list(values), dtype=_POLARS_TYPES[kind], strict=False))
+                series.append(pl.Series(name, list(values), dtype=_polars_type(kind), strict=False))
         elif kind is ColumnType.BOOL:
             series.append(pl.Series(name, [None if v is None else bool(v) for v in values], dtype=pl.Boolean))
         else:
-            series.append(pl.Series(name, list(values), dtype=_POLARS_TYPES[kind], strict=False))
+            series.append(pl.Series(name, list(values), dtype=_polars_type(kind), strict=False))
     return pl.DataFrame(series)
 
 

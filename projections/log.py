@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from projections.base import Codec
 from projections.db import Database, PostgresDatabase, SQLiteDatabase
@@ -64,6 +65,11 @@ class EventLog:
     def states(self, ids: Sequence[int]) -> dict[int, bytes]:
         """The stored state (as the store keeps it: ``codec`` decodes it) of each of ``ids`` the log holds."""
         raise NotImplementedError
+
+    def notification_ids(self, originator_id: str) -> list[int] | None:
+        """The notification ids of one aggregate's events, in order, found through the store's own
+        index on them (its primary key); None if this log cannot look them up."""
+        return None
 
     def close(self) -> None:
         pass
@@ -153,6 +159,17 @@ class SQLEventLog(EventLog):
                                     f"WHERE {self.id_column} {among}", params)
             found.update((int(nid), bytes(state)) for nid, state in rows)
         return found
+
+    def notification_ids(self, originator_id: str) -> list[int]:
+        try:
+            uuid = UUID(originator_id)
+        except ValueError:  # a store keyed by text ids keeps them as given
+            key: Any = originator_id
+        else:  # as each store writes a UUID: PostgreSQL's uuid type, SQLite's 32 hex digits
+            key = uuid if self.db.dialect == "postgres" else uuid.hex
+        _, rows = self.db.query(f"SELECT {self.id_column} FROM {self.table} WHERE originator_id = "
+                                f"{self.db.placeholder} ORDER BY {self.id_column}", [key])
+        return [int(row[0]) for row in rows]
 
     def close(self) -> None:
         self.db.close()

@@ -32,8 +32,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import polars as pl
-
 from projections.base import (
     BOOL,
     FLOAT,
@@ -59,6 +57,7 @@ from projections.mapping import BatchMapper
 from projections.worker import SAMPLE, HelperRunner, Outcome, partition, weights
 
 if TYPE_CHECKING:
+    import polars as pl
     from eventsourcing.application import Application
 
     from marketplace.config import Config

@@ -21,7 +21,8 @@ from domain.identity import Actor, Role
 from domain.parties import ApplicationUnit, UnitKind
 from marketplace.store import INTEGER_RANGE, MarketplaceApplication
 from projections import views
-from projections.audit import SUMMARY_LENGTH, AuditProjection, shown, summarise, summary_of
+from projections.audit import _ACTORS as audit_actors
+from projections.audit import ACTORS_KEPT, SUMMARY_LENGTH, AuditProjection, shown, summarise, summary_of
 from projections.audit import _read_quickly as audit_read_quickly
 from projections.base import (
     INT,
@@ -295,6 +296,21 @@ def test_art18_audit_reads_time_and_actor_the_same_way_whatever_the_event_holds(
     (op,) = AuditProjection().apply(recorded)
     assert isinstance(op, Insert)
     assert (op.row[1], op.row[7], op.row[8]) == audit_row_by_full_parse(state)
+    # The same event again: its actor is now looked up, not read (``audit._ACTORS``), with the same answer.
+    (again,) = AuditProjection().apply(Recorded(8, uuid4(), 1, "domain.x:Y.Happened", state, Codec(APP.mapper)))
+    assert isinstance(again, Insert) and again.row[1:] == (*op.row[1:4], again.row[4], *op.row[5:])
+
+
+def test_art18_audit_knows_each_actor_it_read_and_forgets_them_all_when_full() -> None:
+    """Actors read once are looked up by their text; past ``ACTORS_KEPT`` the lookup starts afresh, and
+    every read still gives the event's own actor."""
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    texts = [TRANSCODER.encode({"timestamp": at, "by": Actor(f"user-{i}", Role.OPERATOR_ADMIN)}).decode()
+             for i in range(ACTORS_KEPT + 10)]
+    for round_ in range(2):
+        for i, text in enumerate(texts):
+            assert audit_read_quickly(text) == (at.isoformat(), f"user-{i}", "operator_admin"), (round_, i)
+            assert 0 < len(audit_actors) <= ACTORS_KEPT
 
 
 def test_art18_audit_reads_domain_events_without_parsing_them_whole() -> None:

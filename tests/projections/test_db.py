@@ -114,11 +114,28 @@ def test_increment_creates_the_row_then_adds() -> None:
         ("not an op", "not a row operation"),
     ],
 )
-def test_malformed_operations_are_refused_by_name(op: Any, problem: str) -> None:
+@pytest.mark.parametrize("then_delete", [False, True])
+def test_malformed_operations_are_refused_by_name(op: Any, problem: str, then_delete: bool) -> None:
+    """Also when a delete of the same row follows: folding the two must not hide the problem."""
     db = fresh_db()
+    ops = [op]
+    if then_delete and isinstance(op, Upsert | Update) and "k" in (op.row if isinstance(op, Upsert) else op.key):
+        ops.append(Delete(SCORES.name, {"k": 1}))
     with pytest.raises(ProjectionError, match=problem), db.transaction() as cur:
-        OpWriter(db, TABLES).execute(cur, [op])
+        OpWriter(db, TABLES).execute(cur, ops)
     assert contents(db) == contents(fresh_db())  # the transaction rolled back
+
+
+def test_an_upsert_then_a_delete_of_its_row_is_one_delete() -> None:
+    """The delete undoes the upsert whatever the row held: one statement, the delete."""
+    plan = OpWriter(fresh_db(), TABLES).plan([
+        Upsert(SCORES.name, {"k": 1, "a": 2}),
+        Upsert(SCORES.name, {"k": 2, "a": 3}),
+        Delete(SCORES.name, {"k": 1}),
+    ])
+    # (one wave: statements on different rows commute, in whatever order)
+    assert sorted(plan[SCORES.name]) == [(("delete", SCORES.name, ("k",)), [(1,)]),
+                                         (("upsert", SCORES.name, ("k", "a")), [(2, 3)])]
 
 
 KINDS = Table(

@@ -3,6 +3,7 @@ versions, lag, waiting for a command's notification, failures kept apart, other 
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -127,6 +128,44 @@ def test_audit_trail_reads_what_changed_from_the_log_not_a_copy(
     # Asked for more ids than one statement takes, most of them not in the log: the ones it holds, each once.
     asked = [*range(1, 3 * IDS_PER_READ), 2, 1]
     assert {nid: state.decode("utf8") for nid, state in runner.log.states(asked).items()} == stored
+
+
+def test_an_aggregates_trail_is_found_through_the_logs_own_index(
+    marketplace: Marketplace, open_runner: OpenRunner, config: Config
+) -> None:
+    """The trail keeps no index on ``aggregate_id``: the log's primary key finds an aggregate's events.
+    Same rows as reading the column, with the other filters and the limit applied alike."""
+    populate(marketplace.parties, 0, 6)
+    runner = open_runner([AuditProjection()], app=marketplace.app)
+    runner.catch_up()
+    assert AuditProjection.tables[0].indexes == (("actor_user_id",),)
+    trail = views.audit(runner)
+    units = trail.filter(pl.col("event_name") == "Registered")["aggregate_id"].to_list()
+    assert len(units) == 6
+    for unit_id in units:
+        mine = trail.filter(pl.col("aggregate_id") == unit_id)
+        ids = runner.log.notification_ids(unit_id)
+        assert ids == sorted(mine["notification_id"].to_list()) and len(ids) >= 2
+        assert_frame_equal(views.audit(runner, aggregate_id=unit_id), mine)
+        assert_frame_equal(views.audit(config, aggregate_id=unit_id), mine)
+        assert_frame_equal(views.audit(runner, aggregate_id=unit_id, limit=1), mine.head(1))
+        by_admin = mine.filter(pl.col("actor_user_id") == mine["actor_user_id"][-1])
+        assert_frame_equal(views.audit(runner, unit_id, mine["actor_user_id"][-1]), by_admin)
+        # A log that cannot look an aggregate up (a store read through its recorder): the column, same rows.
+        recorder_log = RecorderEventLog(marketplace.app.recorder, runner.log.codec)
+        assert recorder_log.notification_ids(unit_id) is None
+        assert_frame_equal(views.audit(runner.db, log=recorder_log, aggregate_id=unit_id), mine)
+    nobody = views.audit(runner, aggregate_id="00000000-0000-0000-0000-000000000000")
+    assert nobody.height == 0 and nobody.schema == trail.schema
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 10**9), unique=True, max_size=3 * views.AUDIT_IDS_PER_READ + 7).map(sorted))
+def test_an_aggregates_ids_are_read_newest_first_in_bounded_slices(ids: list[int]) -> None:
+    slices = list(views._slices_newest_first(ids))
+    assert all(0 < len(part) <= views.AUDIT_IDS_PER_READ for part in slices)
+    assert [nid for part in reversed(slices) for nid in part] == ids
+    assert all(a[0] > b[-1] for a, b in itertools.pairwise(slices))  # each slice newer than the next
 
 
 def test_topic_filtered_projection_tracks_the_whole_log(marketplace: Marketplace, open_runner: OpenRunner) -> None:

@@ -51,7 +51,7 @@ EVENTS = Table(
     },
     key=("notification_id",),
     # No index on ``aggregate_id``: the log's own primary key finds an aggregate's events
-    # (``views.audit``), and building a second index took a tenth of a rebuild.
+    # (``views.audit``), and building that index cost a million-event rebuild about 0.9 s at its end.
     indexes=(("actor_user_id",),),
 )
 
@@ -155,7 +155,7 @@ def _read_quickly(text: str) -> tuple[str, str, str] | None:
     document, so that ``by`` is the top-level one too. A value holding a backslash (an
     escape) or any other shape sends the event to the full parse. That text, from the
     last ``,"by":`` to the end, is the same for every event of one actor: once read, its
-    actor is looked up (``_ACTORS``), which halves the cost of the quick read.
+    actor is looked up (``_ACTORS``), which about halves the cost of the quick read.
     """
     if not text.startswith(_TIMESTAMP_HEAD):
         return None

@@ -1353,7 +1353,7 @@ def audit(
             params.append(parse_time(bound).astimezone(UTC).isoformat())
     with _event_log(db, log) as events:
         # An aggregate's events are found through the log's own index on them: the trail keeps
-        # no index of its own on ``aggregate_id`` (building one was a tenth of a rebuild's time).
+        # no index of its own on ``aggregate_id`` (see ``audit.EVENTS``).
         ids = None if aggregate is None or events is None else events.notification_ids(aggregate)
         if aggregate is not None and ids is None:  # a log that cannot look them up: the column, read in full
             clauses.append("aggregate_id = ?")

@@ -33,7 +33,8 @@ from projection_helpers import (
     unit_admin,
 )
 
-from domain.parties import ApplicationUnit
+from domain.identity import Actor, Role
+from domain.parties import ApplicationUnit, UnitKind
 from marketplace.bootstrap import Marketplace
 from marketplace.config import Config
 from projections import views
@@ -157,6 +158,34 @@ def test_an_aggregates_trail_is_found_through_the_logs_own_index(
         assert_frame_equal(views.audit(runner.db, log=recorder_log, aggregate_id=unit_id), mine)
     nobody = views.audit(runner, aggregate_id="00000000-0000-0000-0000-000000000000")
     assert nobody.height == 0 and nobody.schema == trail.schema
+
+
+def test_a_long_aggregates_trail_is_read_a_slice_at_a_time_newest_first(
+    marketplace: Marketplace, open_runner: OpenRunner
+) -> None:
+    """An aggregate with more events than one statement asks for: the view reads its ids in slices
+    and still returns exactly the newest ``limit`` rows that pass the other filters."""
+    admin = unit_admin(1)
+    deputy = Actor("deputy-1", Role.UNIT_ADMIN, unit_id=admin.unit_id)
+    unit = ApplicationUnit.register(name="Long History", credit_code=credit_code(1), kind=UnitKind.COMPANY,
+                                    contact_email="long@example.cn", admin_user_id=admin.user_id, by=admin)
+    for i in range(views.AUDIT_IDS_PER_READ):  # two events each: three slices in all
+        unit.add_member(user_id=f"analyst-{i}", role=Role.UNIT_ANALYST, by=admin)
+        unit.remove_member(user_id=f"analyst-{i}", by=deputy if i % 7 == 0 else admin)
+    marketplace.app.save(unit)
+    populate(marketplace.parties, 2, 2)  # other aggregates' events after it
+    runner = open_runner([AuditProjection()], app=marketplace.app)
+    runner.catch_up()
+    trail = views.audit(runner, limit=100_000)
+    mine = trail.filter(pl.col("aggregate_id") == str(unit.id))
+    assert mine.height == 2 * views.AUDIT_IDS_PER_READ + 1
+    for limit in (1, views.AUDIT_IDS_PER_READ - 1, views.AUDIT_IDS_PER_READ + 1, 2 * views.AUDIT_IDS_PER_READ + 1,
+                  100_000):
+        assert_frame_equal(views.audit(runner, unit.id, limit=limit), mine.head(limit))
+    deputys = mine.filter(pl.col("actor_user_id") == deputy.user_id)  # a few in every slice
+    assert 0 < deputys.height < mine.height
+    for limit in (3, deputys.height, 100_000):
+        assert_frame_equal(views.audit(runner, unit.id, deputy.user_id, limit=limit), deputys.head(limit))
 
 
 @settings(max_examples=200, deadline=None)

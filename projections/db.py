@@ -132,6 +132,9 @@ class Database:
         """A long run of write transactions (a rebuild): the database may defer housekeeping until its end."""
         yield
 
+    def checkpoint(self) -> None:
+        """Do the housekeeping ``bulk`` defers, as far as it can without waiting (another runner's, too)."""
+
     #: Whether large groups of updates, upserts, deletes and increments go through a staging table.
     stages = False
 
@@ -293,7 +296,17 @@ class SQLiteDatabase(Database):
         finally:
             with self.lock:
                 self.conn.execute("PRAGMA wal_autocheckpoint=1000")  # SQLite's default
-                self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # never waits for readers
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database file, up to what no reader still needs.
+
+        Passive: it never waits for readers or writers, and writers go on meanwhile (the
+        log is shared by every connection, so this copies other runners' pages too).
+        """
+        if self.path != ":memory:":
+            with self.lock:
+                self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def clustered(self, table: Table) -> str:
         # An INTEGER key already is the rowid. Any other key would get a B-tree of its own

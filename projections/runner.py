@@ -359,8 +359,9 @@ class Runner:
         try:
             with self.db.bulk(long):
                 read = self._catch_up_here(mine, limit, upto, track, raise_errors, stop, on_batch)
-                if helper is not None:
-                    self._finish_indexes(mine)  # while the helper may still be at work
+                # Before the checkpoint that ends ``bulk``, which then copies the new indexes too;
+                # and while the helper may still be at work.
+                self._finish_indexes(mine)
         except BaseException:
             if helper is not None:
                 helper.stop()
@@ -475,7 +476,28 @@ class Runner:
         if stop is not None and stop.is_set():
             helper.stop()
         head = self.log.max_id()
-        outcome = helper.wait(None if progress is None else lambda at: progress(at, head))
+        failed: list[Exception] = []
+
+        def meanwhile() -> None:
+            """This runner's core would stand idle: it takes on the last steps of the helper's catch-up.
+
+            It copies the log the helper writes into the database file, which leaves little for
+            the checkpoint that ends the helper's ``bulk``; and once the helper is close enough to
+            the head, it builds the helper's deferred indexes, which the helper's last batches then
+            keep up to date. Both would otherwise be the last things a rebuild waits for. Neither
+            is needed here: after a failure this runner leaves them to the helper and to its own
+            ``_finish_indexes`` after the join, which raises if the failure persists.
+            """
+            if failed:
+                return
+            try:
+                self.db.checkpoint()
+                self._finish_indexes(helper.projections)
+            except Exception as exc:
+                failed.append(exc)
+                log.warning("left to the helper runner, after failing while waiting for it: %r", exc)
+
+        outcome = helper.wait(None if progress is None else lambda at: progress(at, head), idle=meanwhile)
         now = time.monotonic()
         for name, why in outcome.failed.items():
             self.failed[name] = (now, why)

@@ -100,19 +100,23 @@ class HelperRunner:
         self.position = 0
         #: how its catch-up ended, once it has (see ``wait``)
         self.outcome: Outcome | None = None
+        self._ended = threading.Event()  # its output closed: it has exited (right after saying how it ended)
         self._reader = threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True)
         self._reader.start()
 
     def _read(self, stdout: IO[bytes]) -> None:
-        for line in stdout:
-            kind, _, rest = line.decode().strip().partition(" ")
-            if kind == "at":
-                self.position = int(rest)
-            elif kind == "done":
-                data = json.loads(rest)
-                self.outcome = Outcome(data["read"], data["failed"], data.get("error"), data.get("refused", False))
-            elif kind == "unavailable":
-                self.outcome = Outcome(unavailable=rest)
+        try:
+            for line in stdout:
+                kind, _, rest = line.decode().strip().partition(" ")
+                if kind == "at":
+                    self.position = int(rest)
+                elif kind == "done":
+                    data = json.loads(rest)
+                    self.outcome = Outcome(data["read"], data["failed"], data.get("error"), data.get("refused", False))
+                elif kind == "unavailable":
+                    self.outcome = Outcome(unavailable=rest)
+        finally:
+            self._ended.set()
 
     def stop(self) -> None:
         """Ask the helper to stop after the batch in hand."""
@@ -120,18 +124,21 @@ class HelperRunner:
             with contextlib.suppress(OSError):  # it may have ended already
                 self.process.stdin.close()
 
-    def wait(self, progress: Callable[[int], None] | None = None, poll: float = 0.2) -> Outcome:
-        """Wait for the helper to finish, calling ``progress(position)`` as it moves."""
+    def wait(
+        self, progress: Callable[[int], None] | None = None, poll: float = 0.2, idle: Callable[[], None] | None = None,
+    ) -> Outcome:
+        """Wait for the helper to finish, calling ``progress(position)`` as it moves and ``idle()`` every ``poll``
+        seconds meanwhile."""
         reported = -1
-        while True:
-            try:
-                self.process.wait(timeout=poll)
-                break
-            except subprocess.TimeoutExpired:
-                pass
+        while self.process.poll() is None:
+            if idle is not None:
+                idle()
             if progress is not None and self.position != reported:
                 reported = self.position
                 progress(reported)
+            if self._ended.wait(poll):  # woken as soon as the helper exits, not at the next poll
+                break
+        self.process.wait()
         self._reader.join()
         if progress is not None and self.position != reported:
             progress(self.position)

@@ -166,11 +166,11 @@ class Slow(Projection):
     """Takes a millisecond an event: a heavy read model, to keep a helper runner busy."""
 
     name = "slow"
-    tables = (Table("rm_slow_rows", {"id": INT}, key=("id",)),)
+    tables = (Table("rm_slow_rows", {"id": INT, "topic": TEXT}, key=("id",), indexes=(("topic",),)),)
 
     def apply(self, event: Recorded) -> Iterable[Op]:
         time.sleep(0.001)
-        return (Insert("rm_slow_rows", (event.notification_id,)),)
+        return (Insert("rm_slow_rows", (event.notification_id, event.topic)),)
 
 
 def fresh() -> list[Projection]:

@@ -21,10 +21,11 @@ from domain.identity import Actor, Role
 from domain.parties import ApplicationUnit, UnitKind
 from marketplace.store import INTEGER_RANGE, MarketplaceApplication
 from projections import views
-from projections.audit import _ACTORS as audit_actors
-from projections.audit import ACTORS_KEPT, SUMMARY_LENGTH, AuditProjection, shown, summarise, summary_of
+from projections.audit import SUMMARY_LENGTH, AuditProjection, shown, summarise, summary_of
 from projections.audit import _read_quickly as audit_read_quickly
+from projections.base import _ACTORS as known_actors
 from projections.base import (
+    ACTORS_KEPT,
     INT,
     TEXT,
     Codec,
@@ -36,8 +37,10 @@ from projections.base import (
     Recorded,
     Table,
     canonical_uuid,
+    parse_event,
     plain_state,
     topic_parts,
+    trailing_actor,
     unwrap,
 )
 from projections.db import memory
@@ -296,7 +299,7 @@ def test_art18_audit_reads_time_and_actor_the_same_way_whatever_the_event_holds(
     (op,) = AuditProjection().apply(recorded)
     assert isinstance(op, Insert)
     assert (op.row[1], op.row[7], op.row[8]) == audit_row_by_full_parse(state)
-    # The same event again: its actor is now looked up, not read (``audit._ACTORS``), with the same answer.
+    # The same event again: its actor is now looked up, not read (``base._ACTORS``), with the same answer.
     (again,) = AuditProjection().apply(Recorded(8, uuid4(), 1, "domain.x:Y.Happened", state, Codec(APP.mapper)))
     assert isinstance(again, Insert) and again.row[1:] == (*op.row[1:4], again.row[4], *op.row[5:])
 
@@ -305,27 +308,92 @@ def test_art18_audit_knows_each_actor_it_read_and_forgets_them_all_when_full() -
     """Actors read once are looked up by their text; past ``ACTORS_KEPT`` the lookup starts afresh, and
     every read still gives the event's own actor."""
     at = datetime(2026, 1, 1, tzinfo=UTC)
-    texts = [TRANSCODER.encode({"timestamp": at, "by": Actor(f"user-{i}", Role.OPERATOR_ADMIN)}).decode()
-             for i in range(ACTORS_KEPT + 10)]
+    states = [TRANSCODER.encode({"timestamp": at, "by": Actor(f"user-{i}", Role.OPERATOR_ADMIN)})
+              for i in range(ACTORS_KEPT + 10)]
     for round_ in range(2):
-        for i, text in enumerate(texts):
-            assert audit_read_quickly(text) == (at.isoformat(), f"user-{i}", "operator_admin"), (round_, i)
-            assert 0 < len(audit_actors) <= ACTORS_KEPT
+        for i, state in enumerate(states):
+            assert audit_read_quickly(state) == (at.isoformat(), f"user-{i}", "operator_admin"), (round_, i)
+            assert parse_event(state) == json.loads(state), (round_, i)
+            assert 0 < len(known_actors) <= ACTORS_KEPT
 
 
 def test_art18_audit_reads_domain_events_without_parsing_them_whole() -> None:
     """Every event a unit's history writes takes the quick read (what sets the pace of a rebuild),
     and a ``by`` nested in an attribute is not taken for the event's actor."""
     for event in unit_events():
-        quick = audit_read_quickly(event.text)
+        quick = audit_read_quickly(event.plaintext)
         assert quick is not None and quick[1:] == ("alice", "unit_admin")
     nested = TRANSCODER.encode({"timestamp": datetime(2026, 1, 1, tzinfo=UTC),
                                 "note": {"text": "approved", "by": Actor("mallory", Role.OPERATOR_ADMIN)}})
     assert ',"by":{"_type_":"value:domain.identity.Actor"' in nested.decode()
     assert nested.decode().endswith("}}}}")  # the actor's two braces, its attribute's, the event's
-    assert audit_read_quickly(nested.decode()) is None
+    assert audit_read_quickly(nested) is None and trailing_actor(nested) is None
     (op,) = AuditProjection().apply(Recorded(3, uuid4(), 1, "domain.x:Y.Noted", nested, Codec(APP.mapper)))
     assert isinstance(op, Insert) and op.row[7:9] == (None, None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(attributes, st.one_of(st.none(), actors, provider_staff), st.booleans(), st.booleans())
+def test_an_event_parsed_around_its_known_actor_is_the_event_parsed_whole(
+    attrs: dict[str, Any], actor: Actor | None, actor_last: bool, nested: bool,
+) -> None:
+    """``parse_event`` (the JSON parsed less its trailing actor, which is read once per actor) gives what
+    parsing it whole gives: an actor last, first, absent, nested in an attribute, keys and strings that
+    look like its landmarks; and again the second time, from the lookup."""
+    event: dict[str, Any] = {}
+    if actor is not None and not actor_last:
+        event["by"] = actor
+    event.update({k: v for k, v in attrs.items() if k != "by"})
+    if nested:
+        event["note"] = {"text": ',"by":{"_type_":', "by": Actor("mallory", Role.OPERATOR_ADMIN)}
+    if actor is not None and actor_last:
+        event["by"] = actor
+    state = TRANSCODER.encode(event)
+    whole = json.loads(state)
+    assert parse_event(state) == whole
+    assert parse_event(state) == whole
+    assert plain_state(state) == unwrap(whole)
+    found = trailing_actor(state)
+    if actor is not None and actor_last and len(event) > 1:  # (the mark is a comma, then ``"by":``)
+        assert found is not None and found[1].value == whole["by"]
+        assert (found[1].user_id, found[1].role) == (actor.user_id, actor.role.value)
+    else:
+        assert found is None
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(actors, provider_staff), attributes, st.sampled_from(["delete", "insert", "replace"]),
+       st.sampled_from(list(b'{}[],:" \\0el')), st.data())
+def test_a_damaged_event_fails_to_parse_exactly_when_parsing_it_whole_fails(
+    actor: Actor, attrs: dict[str, Any], edit: str, byte: int, data: st.DataObject,
+) -> None:
+    """One byte deleted, inserted or replaced anywhere, in the attributes or in an actor already known:
+    ``parse_event`` gives the whole parse's value, or fails as it does."""
+    state = TRANSCODER.encode({**{k: v for k, v in attrs.items() if k != "by"}, "by": actor})
+    parse_event(state)  # the actor is known from here on
+    at = data.draw(st.integers(0, len(state) - 1))
+    damaged = {"delete": state[:at] + state[at + 1:], "insert": state[:at] + bytes([byte]) + state[at:],
+               "replace": state[:at] + bytes([byte]) + state[at + 1:]}[edit]
+    try:
+        whole = json.loads(damaged)
+    except ValueError:
+        with pytest.raises(ValueError):
+            parse_event(damaged)
+    else:
+        assert parse_event(damaged) == whole
+
+
+def test_an_event_whose_actor_is_its_only_member_after_a_stray_comma_is_refused() -> None:
+    """The actor's text follows a comma; a comma with no member before it is bad JSON, not an empty head."""
+    by = TRANSCODER.encode({"by": Actor("alice", Role.OPERATOR_ADMIN)})[len(b'{"by":'):-1]
+    good = b'{"n":1,"by":' + by + b"}"
+    assert parse_event(good) == json.loads(good)
+    for bad in (b'{,"by":' + by + b"}", b'{ ,"by":' + by + b"}", b'{"n":1,"by":' + by + b"}}",
+                b'{"n":1,"by":' + by, b'{"n":,"by":' + by + b"}"):
+        with pytest.raises(ValueError):
+            json.loads(bad)
+        with pytest.raises(ValueError):
+            parse_event(bad)
 
 
 def unit_notifications() -> list[tuple[int, Any, int, str, bytes]]:

@@ -3,6 +3,7 @@ one; tables and frames look the same on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +30,7 @@ from projections.base import (
     Update,
     Upsert,
 )
-from projections.db import COPY_THRESHOLD, Database, OpWriter, connect, memory, read_frame
+from projections.db import COPY_THRESHOLD, Database, OpWriter, SQLiteDatabase, connect, memory, read_frame
 
 SCORES = Table("rm_t_scores", {"k": INT, "a": INT, "b": TEXT}, key=("k",))
 PAIRS = Table("rm_t_pairs", {"k1": TEXT, "k2": INT, "n": INT, "x": FLOAT}, key=("k1", "k2"))
@@ -329,3 +330,29 @@ def test_a_writer_gives_up_after_the_lock_timeout_with_sqlites_own_error(
     assert db.conn.execute("PRAGMA busy_timeout").fetchone()[0] == int(0.2 * 1000)
     other.close()
     db.close()
+
+
+def test_a_checkpoint_copies_into_the_file_what_another_connection_wrote_in_bulk(tmp_path: Any) -> None:
+    """``bulk`` keeps a long rebuild's pages in the write-ahead log; ``checkpoint`` from any connection (a
+    runner waiting for its helper) copies them into the database file, and the writer goes on meanwhile."""
+    path = str(tmp_path / "rm.sqlite")
+    writer, waiting = SQLiteDatabase(path), SQLiteDatabase(path)
+    try:
+        with writer.bulk():
+            with writer.transaction() as cur:
+                cur.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)")
+            for start in range(0, 20_000, 2_000):
+                with writer.transaction() as cur:
+                    cur.executemany("INSERT INTO t VALUES (?, ?)", [(k, "x" * 100) for k in range(start, start + 2000)])
+            before = os.path.getsize(path)
+            waiting.checkpoint()
+            after = os.path.getsize(path)
+            with writer.transaction() as cur:
+                cur.execute("INSERT INTO t VALUES (?, ?)", (20_000, "y"))
+        assert before < 100_000  # 20,000 rows of 100 bytes, all still in the log
+        assert after > 2_000_000  # now in the file
+        _, rows = waiting.query("SELECT COUNT(*) FROM t")
+        assert rows == [(20_001,)]
+    finally:
+        writer.close()
+        waiting.close()

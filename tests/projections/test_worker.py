@@ -24,7 +24,7 @@ from marketplace.bootstrap import Marketplace
 from marketplace.config import Config
 from projections.audit import AuditProjection
 from projections.base import INT, Projection, ProjectionError, Table
-from projections.db import read_frame
+from projections.db import connect, read_frame
 from projections.registry import all_projections
 from projections.runner import Runner
 from projections.worker import partition, weights
@@ -134,11 +134,86 @@ def test_the_runner_builds_its_deferred_indexes_while_the_helper_is_still_at_wor
         runner.db.index_statements = spy  # type: ignore[method-assign]
         assert runner.rebuild() == head
         assert not any(runner.lag().values())
-        _, rows = runner.db.query("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE ?",
-                                  ("rm_audit%",)) if config.database_url is None else runner.db.query(
-            "SELECT indexname FROM pg_indexes WHERE indexname LIKE %s", ("rm_audit%",))
     assert helper_at["rm_audit_events"] < head  # the audit trail's indexes went in meanwhile
-    assert len([name for (name,) in rows if "__" in name]) == len(AuditProjection.tables[0].indexes)
+    assert len(runner_index_names(config, "rm_audit")) == len(AuditProjection.tables[0].indexes)
+
+
+def runner_index_names(config: Config, prefix: str) -> list[str]:
+    """The secondary indexes (named ``table__columns``) of the tables whose names start with ``prefix``."""
+    with connect(config) as db:
+        _, rows = db.query("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE ?",
+                           (prefix + "%",)) if config.database_url is None else db.query(
+            "SELECT indexname FROM pg_indexes WHERE indexname LIKE %s", (prefix + "%",))
+    return sorted(name for (name,) in rows if "__" in name)
+
+
+def test_the_runner_takes_on_the_helpers_last_steps_while_it_waits_for_it(
+    marketplace: Marketplace, config: Config, importable: None, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A runner done with its share spends the wait on what would end the helper's catch-up: it copies
+    the log the helper writes into the database (SQLite), again and again, and once the helper is near
+    the head it builds the helper's deferred indexes, which the helper's last batches keep up to date."""
+    import projections.runner as runner_module
+
+    monkeypatch.setattr(runner_module, "DEFER_INDEXES_LAG", 600)
+    head = bulk_save(marketplace.app, 0, 300)  # 1,800 events: the slow helper takes about 2 s
+    with Runner.open(config, [AuditProjection(), Slow()], app=marketplace.app, batch_size=200,
+                     process_lag=0) as runner:
+        checkpoints: list[int] = []  # the helper's position at each checkpoint
+        indexed: dict[str, int] = {}  # table -> the helper's position when its indexes were built here
+        checkpoint, index_statements = runner.db.checkpoint, runner.db.index_statements
+
+        def spy_checkpoint() -> None:
+            checkpoints.append(runner.db.positions()["slow"][1])
+            checkpoint()
+
+        def spy_indexes(tables: Sequence[Table]) -> list[str]:
+            indexed.update((t.name, runner.db.positions()["slow"][1]) for t in tables)
+            return index_statements(tables)
+
+        runner.db.checkpoint = spy_checkpoint  # type: ignore[method-assign]
+        runner.db.index_statements = spy_indexes  # type: ignore[method-assign]
+        assert runner.rebuild() == head
+        assert not any(runner.lag().values())
+        slow = read_frame(config, Slow.tables[0])
+    assert len(checkpoints) >= 3 and min(checkpoints) < head  # again and again, while the helper was at work
+    assert head - 600 <= indexed["rm_slow_rows"] < head  # near the head, and before the helper was done
+    assert slow.height == head and slow["id"].n_unique() == head  # every row, once
+    assert runner_index_names(config, "rm_slow") == ["rm_slow_rows__topic"]
+
+
+def test_a_failure_while_waiting_for_the_helper_leaves_its_last_steps_to_it(
+    marketplace: Marketplace, config: Config, importable: None, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """What the waiting runner does for the helper is help, not a duty: if it fails (here, once), it stops
+    trying and the catch-up still ends with every row and every index."""
+    import projections.runner as runner_module
+
+    monkeypatch.setattr(runner_module, "DEFER_INDEXES_LAG", 600)
+    head = bulk_save(marketplace.app, 0, 300)
+    with caplog.at_level(logging.WARNING, logger="projections"), \
+            Runner.open(config, [AuditProjection(), Slow()], app=marketplace.app, batch_size=200,
+                        process_lag=0) as runner:
+        original = runner.db.index_statements
+        tries: list[int] = []
+
+        def flaky(tables: Sequence[Table]) -> list[str]:
+            if any(t.name == "rm_slow_rows" for t in tables):
+                tries.append(runner.db.positions()["slow"][1])
+                if len(tries) == 1:
+                    raise RuntimeError("index disk full")
+            return original(tables)
+
+        runner.db.index_statements = flaky  # type: ignore[method-assign]
+        assert runner.rebuild() == head
+        assert not any(runner.lag().values())
+        slow = read_frame(config, Slow.tables[0])
+    assert "left to the helper runner, after failing while waiting for it" in caplog.text
+    assert caplog.text.count("index disk full") == 1
+    assert tries[0] < head and tries[1:] == [head]  # no more tries while waiting; once more after the join
+    assert slow.height == head and slow["id"].n_unique() == head
+    assert runner_index_names(config, "rm_slow") == ["rm_slow_rows__topic"]
 
 
 def test_projections_no_other_process_can_import_are_caught_up_in_one_process(

@@ -10,6 +10,11 @@ rows it returns from the log and shows their attributes, less any secret hash, w
 short human-readable summary. The trail reads each payload as plain data, never
 building domain objects, because it maps every event of the log, while a reader looks
 at a page of rows.
+
+Beside the rows, the trail counts events per topic and per acting user
+(``rm_audit_topics``, ``rm_audit_actors``): the filters of an audit page list what there
+is to filter by from those few rows, where a ``SELECT DISTINCT`` over the trail reads
+every event of the city's history (0.47 s at a million events, for every page shown).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from projections.base import (
     INT,
     TEXT,
     TIMESTAMP,
+    Increment,
     Insert,
     Op,
     Projection,
@@ -55,6 +61,11 @@ EVENTS = Table(
     # (``views.audit``), and building that index cost a million-event rebuild about 0.9 s at its end.
     indexes=(("actor_user_id",),),
 )
+
+#: Events per topic: what an audit page offers to filter by (aggregate type, event name), and how many there are.
+TOPICS = Table("rm_audit_topics", {"topic": TEXT, "events": INT}, key=("topic",))
+#: Events per acting user (system events, which name none, are not counted here).
+ACTORS = Table("rm_audit_actors", {"user_id": TEXT, "events": INT}, key=("user_id",))
 
 TABLE_NAME = EVENTS.name
 #: Attributes the trail never shows: an API client's secret hash (``ApiClient.Issued``).
@@ -145,11 +156,28 @@ def _read_quickly(plaintext: bytes) -> tuple[str, str | None, str | None] | None
     return timestamp.decode(), actor.user_id, actor.role
 
 
+#: One event more: the same mapping for every count, shared by the operations below (read-only).
+_ONE = {"events": 1}
+#: The count operation of each topic and of each user seen, made once (bounded like ``base._ACTORS``):
+#: every event gets the same objects, which the planner counts at C speed (``OpPlanner._summed``).
+_TOPIC_COUNTS: dict[str, Increment] = {}
+_ACTOR_COUNTS: dict[str, Increment] = {}
+COUNTS_KEPT = 4096
+
+
+def _counted(counts: dict[str, Increment], table: Table, value: str) -> Increment:
+    """The operation adding one event to ``value``'s row of ``table`` (a topic's, a user's), kept in ``counts``."""
+    if len(counts) >= COUNTS_KEPT:
+        counts.clear()
+    op = counts[value] = Increment(table.name, {table.key[0]: value}, _ONE)
+    return op
+
+
 class AuditProjection(Projection):
     name = "audit"
-    version = 7
+    version = 8
     topics = None
-    tables = (EVENTS,)
+    tables = (EVENTS, TOPICS, ACTORS)
     decodes_last = True
 
     def apply(self, event: Recorded) -> Iterable[Op]:
@@ -162,17 +190,20 @@ class AuditProjection(Projection):
             user_id, role = actor_of(raw.get("by"))
         else:
             timestamp, user_id, role = quick
-        aggregate_type, event_name = topic_parts(event.topic)
-        return (
-            Insert(TABLE_NAME, (
-                event.notification_id,
-                timestamp,
-                event.topic,
-                aggregate_type,
-                event.originator_id,
-                event.originator_version,
-                event_name,
-                user_id,
-                role,
-            )),
-        )
+        topic = event.topic
+        aggregate_type, event_name = topic_parts(topic)
+        row = Insert(TABLE_NAME, (
+            event.notification_id,
+            timestamp,
+            topic,
+            aggregate_type,
+            event.originator_id,
+            event.originator_version,
+            event_name,
+            user_id,
+            role,
+        ))
+        by_topic = _TOPIC_COUNTS.get(topic) or _counted(_TOPIC_COUNTS, TOPICS, topic)
+        if user_id is None:
+            return row, by_topic
+        return row, by_topic, _ACTOR_COUNTS.get(user_id) or _counted(_ACTOR_COUNTS, ACTORS, user_id)

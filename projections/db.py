@@ -15,9 +15,11 @@ import re
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from itertools import compress
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -468,6 +470,12 @@ _KIND_NAMES = ("insert", "upsert", "update", "delete", "increment")
 Plan = dict[str, list[tuple[tuple[Any, ...], list[Sequence[Any]]]]]
 
 
+#: ``bytes.translate`` tables: each kind of operation to 1 if it is an insert (an increment), else 0.
+_IS_INSERT = bytes(int(kind == INSERT) for kind in range(256))
+_IS_INCREMENT = bytes(int(kind == INCREMENT) for kind in range(256))
+_TABLE, _ROW = itemgetter(0), itemgetter(1)
+
+
 def op_kinds(ops: Sequence[Any]) -> bytes:
     """The kind of every operation, in order; refuses anything that is not a row operation."""
     try:
@@ -515,8 +523,8 @@ class OpPlanner:
         early history in one batch, and every statement saved is a B-tree search saved.
         """
         kinds = op_kinds(ops)
-        if kinds.count(INSERT) == len(kinds):
-            appended = self._appended(ops)
+        if kinds.count(INSERT) + kinds.count(INCREMENT) == len(kinds):
+            appended = self._appended(kinds, ops)
             if appended is not None:
                 return appended
         # Per table: the last slot of each row, the slots in order, and the key getters (one
@@ -573,20 +581,27 @@ class OpPlanner:
             plan[name] = [(ws[1], rows) for ws, rows in sorted(groups.items(), key=lambda item: item[0][0])]
         return plan
 
-    def _appended(self, ops: Sequence[Sequence[Any]]) -> Plan | None:
-        """The plan of inserts of distinct new rows (an audit trail's whole batch): one statement per table.
+    def _appended(self, kinds: bytes, ops: Sequence[Sequence[Any]]) -> Plan | None:
+        """The plan of inserts of distinct new rows and of increments (an audit trail's batch: its
+        rows and its counts): one statement per table and shape.
 
-        Nothing to fold and no order to keep, so the per-row bookkeeping of ``plan`` is
-        skipped; None when two inserts share a key or a row is malformed (then ``plan``
-        keeps their order and the statement reports the problem).
+        Nothing to order: inserts of distinct rows commute, and increments add up per row.
+        So the per-row bookkeeping of ``plan`` is skipped, and the operations are sorted
+        out at C speed; None when two inserts share a key, a table gets both inserts and
+        increments, or an operation is malformed (then ``plan`` keeps their order and the
+        statement reports the problem).
         """
-        rows_of: dict[str, list[Sequence[Any]]] = {}
-        for op in ops:
-            rows = rows_of.get(op[0])
-            if rows is None:
-                self.table(op[0])
-                rows = rows_of[op[0]] = []
-            rows.append(op[1])
+        inserts = list(compress(ops, kinds.translate(_IS_INSERT)))
+        names = set(map(_TABLE, inserts))
+        for name in names:
+            self.table(name)
+        rows_of: dict[str, list[Sequence[Any]]] = (
+            {name: list(map(_ROW, inserts)) for name in names} if len(names) == 1  # the common case
+            else {name: [op[1] for op in inserts if op[0] == name] for name in names}
+        )
+        sums_of = self._summed(list(compress(ops, kinds.translate(_IS_INCREMENT))))
+        if sums_of is None or not rows_of.keys().isdisjoint(sums_of):
+            return None
         for name, rows in rows_of.items():
             of_row, width, _ = self._keys[name]
             if any(len(row) != width for row in rows):
@@ -596,7 +611,53 @@ class OpPlanner:
                     return None
             except TypeError:  # an unhashable key value: ``plan`` names it
                 return None
-        return {name: [(("insert", name), rows)] for name, rows in rows_of.items()}
+        plan: Plan = {name: [(("insert", name), rows)] for name, rows in rows_of.items()}
+        for name, sums in sums_of.items():
+            groups: dict[tuple[Any, ...], list[Sequence[Any]]] = {}
+            for key_given, deltas in sums.values():
+                shape = ("increment", name, tuple(key_given), tuple(deltas))
+                params = (*key_given.values(), *deltas.values())
+                group = groups.get(shape)
+                if group is None:
+                    groups[shape] = [params]
+                else:
+                    group.append(params)
+            plan[name] = list(groups.items())
+        return plan
+
+    def _summed(self, increments: Sequence[Sequence[Any]]) -> dict[str, dict[Any, tuple[Any, dict[str, Any]]]] | None:
+        """Per table, each row's key (as first given) and its deltas added up; None if an increment is malformed
+        (a key column missing or not a scalar, a delta not a number: ``plan`` says which).
+
+        A mapping tends to give its events the very same operation object (one more event
+        of a kind): those are counted at C speed, and an integer delta times its count is
+        their sum, in any order. With any other delta the operations are added up one by
+        one, in order, as ``plan`` folds them.
+        """
+        sums_of: dict[str, dict[Any, tuple[Any, dict[str, Any]]]] = {}
+        try:
+            times = Counter(map(id, increments))
+            by_id = dict(zip(map(id, increments), increments, strict=True))
+            if all(type(delta) is int for op in by_id.values() for delta in op[2].values()):
+                weighted = [(op, times[op_id]) for op_id, op in by_id.items()]
+            else:
+                weighted = [(op, 1) for op in increments]
+            for op, count in weighted:
+                name = op[0]
+                sums = sums_of.get(name)
+                if sums is None:
+                    self.table(name)
+                    sums = sums_of[name] = {}
+                key = self._keys[name][2](op[1])
+                summed = sums.get(key)
+                if summed is None:
+                    summed = sums[key] = (op[1], {})
+                deltas = summed[1]
+                for column, delta in op[2].items():
+                    deltas[column] = deltas.get(column, 0) + delta * count
+        except (KeyError, TypeError, IndexError, AttributeError, ValueError):
+            return None
+        return sums_of
 
     def _fold(self, first_kind: int, first: Sequence[Any], kind: int, then: Sequence[Any]) -> tuple[int, Any] | None:
         """One operation with the effect of ``first`` then ``then`` on the same row, if there is one."""

@@ -453,7 +453,7 @@ class Runner:
         busy = [p for p in eligible if weight[p.name] > 0]
         if len(busy) < 2:
             return None
-        _, theirs = partition(busy, lambda p: weight[p.name])
+        _, theirs = partition(busy, lambda p: weight[p.name])  # the heavier share
         try:
             helper = HelperRunner(self.config, theirs, batch_size=self.batch_size, upto=head,
                                   raise_errors=raise_errors)

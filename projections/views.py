@@ -47,7 +47,7 @@ from projections import queues as queues_rm
 from projections import units as units_rm
 from projections import usage as usage_rm
 from projections.asof import parse_time
-from projections.base import ProjectionError, Table
+from projections.base import ProjectionError, Table, topic_parts
 from projections.db import Database, connect, frame_from_rows
 from projections.log import EventLog
 from projections.runner import Runner
@@ -1380,6 +1380,30 @@ def audit(
         pl.Series("attributes", attributes, dtype=pl.String),
         pl.Series("summary", [None if a is None else audit_rm.summary_of(a) for a in attributes], dtype=pl.String),
     )
+
+
+@view
+def audit_topics(db: Source) -> pl.DataFrame:
+    """What the audit trail holds, by kind of event: ``topic``, ``aggregate_type``, ``event_name`` and how many
+    ``events``; by aggregate type and event name. Read from the trail's counts, a row per topic, however long
+    the trail: what an audit page offers to filter by."""
+    with _opened(db) as conn:
+        frame = _select(conn, audit_rm.TOPICS)
+    parts = [topic_parts(topic) for topic in frame["topic"]]
+    return frame.select(
+        "topic",
+        pl.Series("aggregate_type", [aggregate for aggregate, _ in parts], dtype=pl.String),
+        pl.Series("event_name", [name for _, name in parts], dtype=pl.String),
+        "events",
+    ).sort("aggregate_type", "event_name", "topic")
+
+
+@view
+def audit_actors(db: Source) -> pl.DataFrame:
+    """Who acts in the audit trail: each ``user_id`` named by an event and how many ``events`` name them,
+    by user id (from the trail's counts, a row per user)."""
+    with _opened(db) as conn:
+        return _select(conn, audit_rm.ACTORS)
 
 
 #: Notification ids asked for in one statement by ``audit`` (well below any store's limit on parameters).

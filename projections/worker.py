@@ -15,7 +15,8 @@ of its time, and a runner that finds it taken prepares its next batches meanwhil
 more). 200,000 events: 3.8 s on two processes against 6.7 s on one.
 
 The split balances the projections by how many of the coming notifications each one
-handles (a sample of the next ``SAMPLE`` notifications' topics), largest first. The helper
+handles (a sample of the next ``SAMPLE`` notifications' topics), largest first, and gives
+the helper the heavier share (see ``partition``). The helper
 process dies with the runner (``PR_SET_PDEATHSIG`` on Linux) and stops when told (its
 input closes), finishing or rolling back the batch in hand, like any runner.
 """
@@ -48,14 +49,22 @@ SAMPLE = 20_000
 def partition(
     projections: Sequence[Projection], weight: Callable[[Projection], int],
 ) -> tuple[list[Projection], list[Projection]]:
-    """Two groups of about equal weight (heaviest first, each to the lighter group); the first is never lighter."""
+    """The runner's and the helper's projections: two groups of about equal weight (heaviest first, each to
+    the lighter group), the helper's never the lighter one.
+
+    The helper takes the heavier share (on a tie, the group of the second heaviest), so that
+    the runner tends to finish first: then, while it waits, it takes on the helper's last
+    steps, its checkpoints and deferred indexes (``Runner._join``), which a helper cannot do
+    for the runner. Rebuilds of 1M events, alternating: with the heavier share (audit and
+    queues) on the helper, faster in 11 of 13 pairs, 11.12 s against 11.31 s on average.
+    """
     groups: tuple[list[Projection], list[Projection]] = ([], [])
     totals = [0, 0]
     for projection in sorted(projections, key=weight, reverse=True):
         lighter = 0 if totals[0] <= totals[1] else 1
         groups[lighter].append(projection)
         totals[lighter] += weight(projection)
-    return (groups[0], groups[1]) if totals[0] >= totals[1] else (groups[1], groups[0])
+    return (groups[0], groups[1]) if totals[0] <= totals[1] else (groups[1], groups[0])
 
 
 def weights(topics: Sequence[str], projections: Sequence[Projection]) -> dict[str, int]:

@@ -28,8 +28,6 @@ from marketplace.sandbox.policy import policy_for
 from projections import views
 from projections.runner import Runner
 
-AUDIT = "rm_audit_events"
-
 
 @dataclass(frozen=True)
 class Persona:
@@ -294,14 +292,10 @@ class ReadSide:
                             "aggregate_id", "version", "notification_id")
 
     def audit_facets(self) -> tuple[list[str], list[str]]:
-        """Distinct aggregate types and actors for the audit filters (a read of the audit read model;
-        ``views`` has no facet query)."""
-        db = self.runner.db
-        if not db.table_exists(AUDIT):
-            return [], []
-        _, types = db.query(f"SELECT DISTINCT aggregate_type FROM {AUDIT} ORDER BY 1")
-        _, users = db.query(f"SELECT DISTINCT actor_user_id FROM {AUDIT} WHERE actor_user_id IS NOT NULL ORDER BY 1")
-        return [str(t[0]) for t in types], [str(u[0]) for u in users]
+        """Aggregate types and actors for the audit filters, from the trail's counts (``views.audit_topics``,
+        ``views.audit_actors``): a few rows, not the whole trail."""
+        types = views.audit_topics(self.db)["aggregate_type"].unique().sort().to_list()
+        return types, views.audit_actors(self.db)["user_id"].to_list()
 
     # -- demand and credentials (views.demand_applications, demand_posts, api_clients) ---------
     def applications(self, *, unit_id: UUID | str | None = None,

@@ -30,6 +30,7 @@ from projections.base import (
     TEXT,
     Codec,
     HandlerProjection,
+    Increment,
     Insert,
     Op,
     Projection,
@@ -224,8 +225,13 @@ def test_art18_audit_trail_shows_what_an_encrypted_store_recorded() -> None:
 
 def test_art18_audit_row_holds_position_and_actor_and_no_copy_of_the_event() -> None:
     _, added = unit_events()
-    (op,) = AuditProjection().apply(added)
+    op, *counts = AuditProjection().apply(added)
     assert isinstance(op, Insert) and op.table == "rm_audit_events"
+    # One event more of its kind and by its actor: what the audit page's filters list.
+    assert counts == [
+        Increment("rm_audit_topics", {"topic": "domain.parties:ApplicationUnit.MemberAdded"}, {"events": 1}),
+        Increment("rm_audit_actors", {"user_id": "alice"}, {"events": 1}),
+    ]
     row = dict(zip(AuditProjection.tables[0].column_names, op.row, strict=True))
     assert row == {
         "notification_id": 2, "timestamp": added.timestamp, "topic": "domain.parties:ApplicationUnit.MemberAdded",
@@ -241,7 +247,7 @@ def test_art18_audit_row_holds_position_and_actor_and_no_copy_of_the_event() -> 
 def test_the_audit_trail_never_shows_a_client_secret_hash() -> None:
     state = TRANSCODER.encode({"timestamp": datetime(2026, 1, 1, tzinfo=UTC), "label": "nb", "secret_hash": "abc"})
     event = Recorded(5, uuid4(), 1, "domain.credentials:ApiClient.Issued", state, Codec(APP.mapper))
-    (op,) = AuditProjection().apply(event)
+    op, *_ = AuditProjection().apply(event)
     assert isinstance(op, Insert) and not any("abc" in str(value) for value in op.row)
     assert "secret_hash" not in shown(event.text) and "abc" not in shown(event.text)
     assert json.loads(shown(event.text))["label"] == "nb"
@@ -251,8 +257,10 @@ def test_the_audit_trail_never_shows_a_client_secret_hash() -> None:
 def test_audit_leaves_the_actor_empty_for_events_that_name_none() -> None:
     state = TRANSCODER.encode({"timestamp": datetime(2026, 1, 1, tzinfo=UTC), "subscription_id": uuid4()})
     event = Recorded(9, uuid4(), 3, "domain.parties:ApplicationUnit.SubscriptionLinked", state, Codec(APP.mapper))
-    (op,) = AuditProjection().apply(event)
+    op, *counts = AuditProjection().apply(event)
     assert isinstance(op, Insert)
+    # Counted by its kind, and by no user.
+    assert counts == [Increment("rm_audit_topics", {"topic": event.topic}, {"events": 1})]
     assert op.row[1] == "2026-01-01T00:00:00+00:00" and op.row[7:9] == (None, None)
     assert summary_of(shown(event.text)).startswith("subscription_id=")
 
@@ -296,12 +304,16 @@ def test_art18_audit_reads_time_and_actor_the_same_way_whatever_the_event_holds(
     recorded = Recorded(7, uuid4(), 1, "domain.x:Y.Happened", state, Codec(APP.mapper))
     if decoded_before:
         assert recorded.raw is not None and recorded.decoded
-    (op,) = AuditProjection().apply(recorded)
+    op, *counts = AuditProjection().apply(recorded)
     assert isinstance(op, Insert)
     assert (op.row[1], op.row[7], op.row[8]) == audit_row_by_full_parse(state)
+    by_user = [] if op.row[7] is None else [Increment("rm_audit_actors", {"user_id": op.row[7]}, {"events": 1})]
+    assert counts == [Increment("rm_audit_topics", {"topic": "domain.x:Y.Happened"}, {"events": 1}), *by_user]
     # The same event again: its actor is now looked up, not read (``base._ACTORS``), with the same answer.
-    (again,) = AuditProjection().apply(Recorded(8, uuid4(), 1, "domain.x:Y.Happened", state, Codec(APP.mapper)))
+    again, *counted_again = AuditProjection().apply(
+        Recorded(8, uuid4(), 1, "domain.x:Y.Happened", state, Codec(APP.mapper)))
     assert isinstance(again, Insert) and again.row[1:] == (*op.row[1:4], again.row[4], *op.row[5:])
+    assert counted_again == counts
 
 
 def test_art18_audit_knows_each_actor_it_read_and_forgets_them_all_when_full() -> None:
@@ -328,8 +340,9 @@ def test_art18_audit_reads_domain_events_without_parsing_them_whole() -> None:
     assert ',"by":{"_type_":"value:domain.identity.Actor"' in nested.decode()
     assert nested.decode().endswith("}}}}")  # the actor's two braces, its attribute's, the event's
     assert audit_read_quickly(nested) is None and trailing_actor(nested) is None
-    (op,) = AuditProjection().apply(Recorded(3, uuid4(), 1, "domain.x:Y.Noted", nested, Codec(APP.mapper)))
+    op, *counts = AuditProjection().apply(Recorded(3, uuid4(), 1, "domain.x:Y.Noted", nested, Codec(APP.mapper)))
     assert isinstance(op, Insert) and op.row[7:9] == (None, None)
+    assert [count.table for count in counts] == ["rm_audit_topics"]  # mallory did not do it
 
 
 @settings(max_examples=300, deadline=None)

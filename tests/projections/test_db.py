@@ -77,10 +77,8 @@ def fresh_db() -> Database:
     return db
 
 
-@settings(max_examples=500, deadline=None)
-@given(st.lists(op_strategy, max_size=40))
-def test_batched_operations_equal_the_same_operations_one_by_one(raw_ops: list[Op]) -> None:
-    ops = numbered(raw_ops)
+def assert_batched_is_one_by_one(ops: Sequence[Op]) -> Database:
+    """Run ``ops`` in one batch and one by one on fresh databases; the tables must end the same. The batch's."""
     batched, one_by_one = fresh_db(), fresh_db()
     with batched.transaction() as cur:
         OpWriter(batched, TABLES).execute(cur, ops)
@@ -89,6 +87,64 @@ def test_batched_operations_equal_the_same_operations_one_by_one(raw_ops: list[O
         with one_by_one.transaction() as cur:
             writer.execute(cur, [op])
     assert contents(batched) == contents(one_by_one)
+    return batched
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(op_strategy, max_size=40))
+def test_batched_operations_equal_the_same_operations_one_by_one(raw_ops: list[Op]) -> None:
+    ops = numbered(raw_ops)
+    assert_batched_is_one_by_one(ops)
+
+
+#: Increments as a mapping gives them: some objects shared by many events (one more of a kind), some made
+#: afresh with equal keys, integer and fractional deltas, on two tables.
+counted = st.one_of(
+    st.builds(lambda key, n: Increment(PAIRS.name, key, {"n": n}), pair_key, st.integers(-3, 3)),
+    st.builds(lambda key, n, x: Increment(PAIRS.name, key, {"x": x, "n": n}), pair_key, small,
+              st.sampled_from([0.5, 1.25, -2.0, 3])),
+    st.builds(lambda key, a: Increment(SCORES.name, key, {"a": a}), score_key, st.integers(-5, 5)),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(counted, min_size=1, max_size=6), st.lists(st.tuples(st.integers(0, 5), st.booleans()), max_size=60),
+       st.booleans())
+def test_appended_rows_and_counts_equal_the_same_operations_one_by_one(
+    pool: list[Increment], picks: list[tuple[int, bool]], fresh_copies: bool,
+) -> None:
+    """A batch of inserts and increments (an audit trail's rows and counts) skips the per-row bookkeeping
+    and counts operation objects seen many times at once: the tables end as they do one by one."""
+    ops: list[Op] = []
+    for i, (pick, appended) in enumerate(picks):
+        if appended:
+            ops.append(Insert(LOG.name, (i, f"row {i}")))
+        else:
+            op = pool[pick % len(pool)]
+            ops.append(Increment(op.table, dict(op.key), dict(op.deltas)) if fresh_copies else op)
+    assert_batched_is_one_by_one(ops)
+
+
+def test_a_batch_of_rows_and_counts_is_one_statement_per_table_and_shape() -> None:
+    counted_a = Increment(PAIRS.name, {"k1": "p", "k2": 1}, {"n": 1})
+    ops: list[Op] = []
+    for i in range(1000):
+        ops += [Insert(LOG.name, (i, "x")), counted_a, Increment(PAIRS.name, {"k1": "q", "k2": i % 2}, {"n": 2})]
+    plan = OpWriter(fresh_db(), TABLES).plan(ops)
+    assert plan[LOG.name] == [(("insert", LOG.name), [(i, "x") for i in range(1000)])]
+    assert plan[PAIRS.name] == [(("increment", PAIRS.name, ("k1", "k2"), ("n",)),
+                                 [("p", 1, 1000), ("q", 0, 1000), ("q", 1, 1000)])]
+    # Fractions are added up in order, as one by one: in floating point 0.1 + 1.1 + 0.1 is not 2 * 0.1 + 1.1.
+    key = {"k1": "p", "k2": 1}
+    tenth, more = Increment(PAIRS.name, key, {"x": 0.1}), Increment(PAIRS.name, key, {"x": 1.1})
+    batched = assert_batched_is_one_by_one([tenth, more, tenth])
+    assert batched.query("SELECT x FROM rm_t_pairs")[1] == [(0.1 + 1.1 + 0.1,)] != [(2 * 0.1 + 1.1,)]
+    # A table given both inserts and increments keeps their order, through the general plan.
+    db = fresh_db()
+    with db.transaction() as cur:
+        OpWriter(db, TABLES).execute(cur, [Insert(SCORES.name, (1, 5, "b")),
+                                           Increment(SCORES.name, {"k": 1}, {"a": 2})])
+    assert db.query("SELECT k, a, b FROM rm_t_scores")[1] == [(1, 7, "b")]
 
 
 def test_increment_creates_the_row_then_adds() -> None:
@@ -108,6 +164,8 @@ def test_increment_creates_the_row_then_adds() -> None:
     [
         (Update(SCORES.name, {"a": 1}, {"b": "x"}), "must name exactly its key"),
         (Delete(PAIRS.name, {"k1": "p"}), "must name exactly its key"),
+        (Increment(PAIRS.name, {"k1": "p"}, {"n": 1}), "must name exactly its key"),
+        (Increment(SCORES.name, {"k": [1]}, {"a": 1}), "key values must be scalars"),
         (Increment(SCORES.name, {"k": 1}, {"b": 1}), "not numeric"),
         (Upsert(SCORES.name, {"a": 1}), "must include its key"),
         (Upsert(SCORES.name, {"k": 1, "zzz": 1}), "unknown columns"),

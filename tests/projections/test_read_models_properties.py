@@ -444,9 +444,13 @@ def test_views_read_as_empty_before_the_projections_ran() -> None:
             views.catalog(db), views.units(db), views.unit_subscriptions(db), views.usage_daily(db),
             views.pricing_review(db), views.feedback_review(db), views.contributions(db, period="2025-Q1"),
             views.queue(db, "operator_admin"), views.audit(db), views.quality_issues(db), views.revenue(db),
+            views.audit_topics(db), views.audit_actors(db),
         )
         for frame in empty:
             assert frame.is_empty()
+        assert views.audit_topics(db).schema == {"topic": pl.String, "aggregate_type": pl.String,
+                                                 "event_name": pl.String, "events": pl.Int64}
+        assert views.audit_actors(db).schema == {"user_id": pl.String, "events": pl.Int64}
         assert "lowest_price" in views.catalog(db).columns
         assert "queries_remaining" in views.unit_subscriptions(db).columns
         assert views.allowed_revenue(db, 2025)["revenue"][0] == 0.0
@@ -463,6 +467,6 @@ def test_views_refuse_what_is_not_a_database() -> None:
 
 def test_every_public_view_is_listed() -> None:
     assert {"catalog", "product_detail", "unit_subscriptions", "usage_daily", "pricing_review", "price_history",
-            "feedback_review", "contributions", "queue", "audit"} <= set(views.VIEWS)
+            "feedback_review", "contributions", "queue", "audit", "audit_topics", "audit_actors"} <= set(views.VIEWS)
     assert all(callable(f) for f in views.VIEWS.values())
 

@@ -131,6 +131,35 @@ def test_audit_trail_reads_what_changed_from_the_log_not_a_copy(
     assert {nid: state.decode("utf8") for nid, state in runner.log.states(asked).items()} == stored
 
 
+def test_the_audit_trail_counts_its_events_by_kind_and_by_user(
+    marketplace: Marketplace, open_runner: OpenRunner
+) -> None:
+    """What an audit page offers to filter by comes from the trail's counts, a row per topic and per user:
+    the same as grouping every row of the trail, however the batches fell, and after a rebuild."""
+    populate(marketplace.parties, 0, 4)
+    runner = open_runner([AuditProjection()], app=marketplace.app, batch_size=7)
+    runner.catch_up(limit=10)  # counts carried across batches and catch-ups
+    populate(marketplace.parties, 4, 3)
+    runner.catch_up()
+
+    def grouped(column: str) -> pl.DataFrame:
+        rows = runner.frame("rm_audit_events").filter(pl.col(column).is_not_null())
+        return rows.group_by(column).agg(events=pl.len().cast(pl.Int64)).sort(column)
+
+    topics = views.audit_topics(runner)
+    assert topics.columns == ["topic", "aggregate_type", "event_name", "events"]
+    assert_frame_equal(topics.select("topic", "events").sort("topic"), grouped("topic"))
+    assert topics["events"].sum() == head_of(marketplace)
+    assert ("ApplicationUnit", "MemberAdded") in set(zip(topics["aggregate_type"], topics["event_name"], strict=True))
+    actors = views.audit_actors(runner)
+    assert_frame_equal(actors, grouped("actor_user_id").rename({"actor_user_id": "user_id"}))
+    assert actors["user_id"].to_list() == sorted([*(f"admin-{i}" for i in range(7)), "ops-admin"])
+
+    runner.rebuild()
+    assert_frame_equal(views.audit_topics(runner), topics)
+    assert_frame_equal(views.audit_actors(runner), actors)
+
+
 def test_an_aggregates_trail_is_found_through_the_logs_own_index(
     marketplace: Marketplace, open_runner: OpenRunner, config: Config
 ) -> None:

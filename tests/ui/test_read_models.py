@@ -133,6 +133,10 @@ def test_art8_audit_trail_shows_the_audit_read_model_newest_first(app: AppTest, 
     table = _tab(app, "Audit trail").dataframe[0].value
     newest = views.audit(store, limit=5)
     assert list(table["notification_id"][:5]) == newest["notification_id"].to_list()
+    # The filters offer every aggregate type and acting user of the trail (from its counts, not a scan of it).
+    trail = views.audit(store, limit=1_000_000)
+    assert app.selectbox(key="au_type").options == ["", *sorted(set(trail["aggregate_type"]))]
+    assert app.selectbox(key="au_user").options == ["", *sorted(set(trail["actor_user_id"].drop_nulls()))]
     app.selectbox(key="au_type").set_value("ContributionEvaluation").run()
     ok(app)
     filtered = _tab(app, "Audit trail").dataframe[0].value
